@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use etrading_data::{AlignPolicy, GapPolicy, LoadOptions, Panel, load_panel};
+use etrading_data::{AlignPolicy, GapPolicy, LoadOptions, Market, Panel, load_panel};
 
 use crate::sysinfo::{mib, peak_rss_bytes};
 
@@ -25,6 +25,9 @@ pub struct BenchDataArgs {
     /// Data to load (files or folders). Without it, a synthetic set of four symbols of 15m bars
     /// for 2020-2025 (about 840,000 rows) is generated in a temporary folder first (not timed).
     pub paths: Vec<PathBuf>,
+    /// How the symbols are aligned.
+    #[arg(long, value_enum, default_value = "intersection")]
+    pub align: crate::data_cmd::AlignArg,
     /// Timed repetitions; the median is reported.
     #[arg(long, default_value_t = 5)]
     pub repeat: usize,
@@ -80,17 +83,26 @@ fn bench_data(args: &BenchDataArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             .join(" ");
         (args.paths.clone(), label)
     };
-    let opts = LoadOptions::default();
+    let opts = LoadOptions {
+        market: Market::UsdM,
+        ..LoadOptions::default()
+    };
+    let align = match args.align {
+        crate::data_cmd::AlignArg::Intersection => AlignPolicy::Intersection,
+        crate::data_cmd::AlignArg::Union => AlignPolicy::Union,
+    };
     let mut times = Vec::with_capacity(args.repeat);
-    let mut last: Option<(Panel, u64)> = None;
+    let mut last: Option<(Panel, u64, u64)> = None;
     for _ in 0..args.repeat {
+        // Free the previous run's arrays first: peak RSS is then one run's.
+        drop(last.take());
         let t0 = Instant::now();
-        let (panel, ds) = load_panel(&paths, &opts, AlignPolicy::Intersection)
+        let (panel, ds) = load_panel(&paths, &opts, align)
             .context("loading the benchmark data")?;
         times.push(t0.elapsed().as_secs_f64());
-        last = Some((panel, ds.rows_read));
+        last = Some((panel, ds.rows_read, dataset_bytes(&ds)));
     }
-    let Some((panel, rows)) = last else {
+    let Some((panel, rows, ds_bytes)) = last else {
         bail!("nothing was loaded")
     };
     let t0 = Instant::now();
@@ -98,7 +110,7 @@ fn bench_data(args: &BenchDataArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let hash_s = t0.elapsed().as_secs_f64();
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
-    let array_bytes = (panel.n_bars() * panel.n_symbols() * 9 * 8) as u64;
+    let array_bytes = (panel.n_bars() * panel.n_symbols() * 9 * 8) as u64 + ds_bytes;
     let peak = peak_rss_bytes();
     let rows_per_s = rows as f64 / median;
     debug_assert!(panel.gap_policy == GapPolicy::Keep);
@@ -138,10 +150,17 @@ fn bench_data(args: &BenchDataArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         )?;
         writeln!(out, "throughput:    {:.0} rows/s", rows_per_s)?;
         writeln!(out, "content hash:  {hash_s:.3}s (sha256:{hash})")?;
-        writeln!(out, "panel arrays:  {}", mib(array_bytes))?;
+        writeln!(out, "arrays held:   {} (merged series + aligned panel)", mib(array_bytes))?;
         writeln!(out, "peak RSS:      {}", peak.map_or("unknown".into(), mib))?;
     }
     Ok(())
+}
+
+/// Bytes of the merged series' columns (six f64 or i64 columns a bar, two a funding event).
+fn dataset_bytes(ds: &etrading_data::Dataset) -> u64 {
+    let bars: usize = ds.klines.iter().chain(&ds.mark).map(|k| k.len()).sum();
+    let events: usize = ds.funding.iter().map(|f| f.len()).sum();
+    (bars * 6 * 8 + events * 17) as u64
 }
 
 fn rayon_threads() -> usize {

@@ -227,12 +227,7 @@ impl Dataset {
                 )));
             }
         };
-        let klines: Vec<KlineSeries> = self
-            .klines
-            .iter()
-            .filter(|k| k.interval == iv)
-            .cloned()
-            .collect();
+        let klines: Vec<&KlineSeries> = self.klines.iter().filter(|k| k.interval == iv).collect();
         if klines.is_empty() {
             return Err(DataError::Selection(format!(
                 "no klines at {iv} were loaded"

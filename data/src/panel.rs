@@ -132,7 +132,7 @@ impl Panel {
     /// Aligns `klines` (one series per symbol, all at one interval) with their mark-price
     /// series and funding series (matched by symbol; either may be missing).
     pub fn align(
-        klines: &[KlineSeries],
+        klines: &[&KlineSeries],
         mark: &[KlineSeries],
         funding: &[FundingSeries],
         align: AlignPolicy,
@@ -272,7 +272,7 @@ impl Panel {
     }
 }
 
-fn intersect(klines: &[KlineSeries]) -> Vec<i64> {
+fn intersect(klines: &[&KlineSeries]) -> Vec<i64> {
     let mut index = klines[0].open_time.clone();
     for k in &klines[1..] {
         let (mut i, mut j, mut w) = (0, 0, 0);
@@ -293,9 +293,9 @@ fn intersect(klines: &[KlineSeries]) -> Vec<i64> {
     index
 }
 
-fn union(klines: &[KlineSeries]) -> Vec<i64> {
+fn union(klines: &[&KlineSeries]) -> Vec<i64> {
     let mut index: Vec<i64> =
-        Vec::with_capacity(klines.iter().map(KlineSeries::len).max().unwrap_or(0));
+        Vec::with_capacity(klines.iter().map(|k| k.len()).max().unwrap_or(0));
     for k in klines {
         let mut merged = Vec::with_capacity(index.len().max(k.len()));
         let (mut i, mut j) = (0, 0);

@@ -254,7 +254,8 @@ pub fn parse_klines(
         }
         header = Some(rec.clone());
     }
-    let estimate = bytes.len() / 48 + 1;
+    // Exact capacity: one row per line (a header or blank line costs one spare slot).
+    let estimate = bytes.iter().filter(|&&b| b == b'\n').count() + 1;
     let mut chunk = KlineChunk {
         open_time: Vec::with_capacity(estimate),
         open: Vec::with_capacity(estimate),

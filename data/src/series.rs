@@ -86,6 +86,7 @@ impl KlineSeries {
             (a.chunk.open_time.first(), &a.file).cmp(&(b.chunk.open_time.first(), &b.file))
         });
         let total: usize = parts.iter().map(|p| p.chunk.open_time.len()).sum();
+        let files: Vec<String> = parts.iter().map(|p| p.file.clone()).collect();
         let mut s = KlineSeries {
             symbol: symbol.to_string(),
             kind,
@@ -96,14 +97,16 @@ impl KlineSeries {
             low: Vec::with_capacity(total),
             close: Vec::with_capacity(total),
             volume: Vec::with_capacity(total),
-            files: parts.iter().map(|p| p.file.clone()).collect(),
+            files: Vec::new(),
             duplicates_merged: 0,
             filled_bars: 0,
             partial_buckets: 0,
         };
         let mut origin: Vec<Origin> = Vec::with_capacity(total);
-        for (pi, part) in parts.iter().enumerate() {
-            let c = &part.chunk;
+        // Each file's columns are freed as soon as they are merged, so the peak is the merged
+        // series plus one file.
+        for (pi, part) in parts.into_iter().enumerate() {
+            let c = part.chunk;
             let overlaps = match (s.open_time.last(), c.open_time.first()) {
                 (Some(&last), Some(&first)) => first <= last,
                 _ => false,
@@ -115,13 +118,10 @@ impl KlineSeries {
                 s.low.extend_from_slice(&c.low);
                 s.close.extend_from_slice(&c.close);
                 s.volume.extend_from_slice(&c.volume);
-                origin.extend(c.lines.iter().map(|&line| Origin {
-                    part: pi as u32,
-                    line,
-                }));
+                origin.extend(c.lines.iter().map(|&line| Origin { part: pi as u32, line }));
                 continue;
             }
-            let merged = merge_overlap(&s, &origin, c, pi as u32, &parts, kind)?;
+            let merged = merge_overlap(&s, &origin, &c, pi as u32, &files, kind)?;
             s.duplicates_merged += merged.dups;
             s.open_time = merged.series.open_time;
             s.open = merged.series.open;
@@ -131,6 +131,7 @@ impl KlineSeries {
             s.volume = merged.series.volume;
             origin = merged.origin;
         }
+        s.files = files;
         Ok(s)
     }
 
@@ -286,7 +287,7 @@ fn merge_overlap(
     origin: &[Origin],
     c: &KlineChunk,
     part: u32,
-    parts: &[Part<KlineChunk>],
+    files: &[String],
     kind: Kind,
 ) -> Result<Merged, DataError> {
     let n = s.len() + c.open_time.len();
@@ -315,9 +316,9 @@ fn merge_overlap(
                     return Err(DataError::Conflict {
                         what: format!("{} {}", s.symbol, kind.name()),
                         time: fmt_time(s.open_time[i]),
-                        file_a: parts[a.part as usize].file.clone(),
+                        file_a: files[a.part as usize].clone(),
                         line_a: u64::from(a.line),
-                        file_b: parts[part as usize].file.clone(),
+                        file_b: files[part as usize].clone(),
                         line_b: u64::from(c.lines[j]),
                     });
                 }

@@ -1,0 +1,115 @@
+//! End-to-end tests of the `etrading` binary: golden files for its text and JSON output
+//! (refresh with `UPDATE_GOLDEN=1 cargo test -p etrading-cli`), exit codes and error messages.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Runs `etrading args...` from the repository root.
+fn etrading(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_etrading"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .unwrap()
+}
+
+/// Compares `actual` with the golden file `name`, or rewrites it under `UPDATE_GOLDEN=1`.
+fn check_golden(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1 to create it)", path.display()));
+    if expected != actual {
+        let line = expected
+            .lines()
+            .zip(actual.lines())
+            .position(|(a, b)| a != b)
+            .map_or_else(|| expected.lines().count().min(actual.lines().count()), |i| i);
+        panic!(
+            "{} differs from the output at line {}:\n expected: {:?}\n   actual: {:?}\n(UPDATE_GOLDEN=1 refreshes it)",
+            path.display(),
+            line + 1,
+            expected.lines().nth(line),
+            actual.lines().nth(line)
+        );
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    assert!(o.status.success(), "exit {:?}, stderr: {}", o.status, String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+#[test]
+fn inspect_sample_text() {
+    check_golden("inspect_sample.txt", &stdout(&etrading(&["data", "inspect", "data/sample"])));
+}
+
+#[test]
+fn inspect_sample_json() {
+    let out = stdout(&etrading(&["data", "inspect", "data/sample", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["schema"], "etrading.inspect/1");
+    assert_eq!(v["panels"][0]["bars"], 8760);
+    check_golden("inspect_sample.json", &out);
+}
+
+#[test]
+fn inspect_resampled_union_text() {
+    check_golden(
+        "inspect_sample_4h_union_q1.txt",
+        &stdout(&etrading(&[
+            "data", "inspect", "data/sample", "--resample", "4h", "--align", "union", "--from", "2025-01-01", "--to", "2025-04-01", "--symbols", "BTCUSDT,XRPUSDT",
+        ])),
+    );
+}
+
+#[test]
+fn invalid_data_exits_non_zero_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("ETHUSDT-1h.csv");
+    std::fs::write(&f, "open_time,open,high,low,close,volume\n1735689600000,1,2,0.5,1,1\n1735693200000,1,0.9,0.5,1,1\n").unwrap();
+    let o = etrading(&["data", "inspect", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        err.trim_end(),
+        format!("error: loading market data: {}:3: high 0.9 is below max(open 1, close 1)", f.display())
+    );
+    assert!(o.stdout.is_empty());
+}
+
+#[test]
+fn bad_flags_are_usage_errors() {
+    let o = etrading(&["data", "inspect", "data/sample", "--interval", "7x"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown interval \"7x\""));
+    let o = etrading(&["data", "inspect", "data/sample", "--from", "2025-02-30"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--from \"2025-02-30\": expected a UTC date"));
+    let o = etrading(&["data", "inspect", "does/not/exist"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("does/not/exist: No such file or directory"));
+}
+
+#[test]
+fn synth_then_inspect() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let o = etrading(&["data", "synth", "--out", out, "--symbols", "BTCUSDT,ETHUSDT", "--interval", "1h", "--from", "2024-02", "--to", "2024-02", "--zip", "--seed", "3"]);
+    let text = stdout(&o);
+    assert!(text.starts_with("wrote 12 files (1392 kline rows per kind, 174 funding events"), "{text}");
+    let v: serde_json::Value = serde_json::from_str(&stdout(&etrading(&["data", "inspect", out, "--json"]))).unwrap();
+    assert_eq!(v["panels"][0]["bars"], 696);
+    assert_eq!(v["funding"][0]["coverage"]["ratio"], 1.0);
+    let o = etrading(&["data", "synth", "--out", out, "--symbols", "btc"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("\"btc\" is not a USDT-M symbol"));
+}
