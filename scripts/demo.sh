@@ -11,3 +11,14 @@ ET=target/release/etrading
 
 echo "== etrading data inspect data/sample"
 $ET data inspect data/sample
+
+echo
+echo "== etrading backtest examples/rsi_ema.toml (one parameter set, reference engine, sample data)"
+$ET backtest examples/rsi_ema.toml --set rsi_window=14 --set rsi_lower=30 --set rsi_upper=70 \
+  --set ema_long=200 --set leverage=5 --trades target/demo-trades.csv
+echo "(trades written to target/demo-trades.csv)"
+
+echo
+echo "== etrading backtest examples/bb_atr_breakout.toml (isolated margin, stops)"
+$ET backtest examples/bb_atr_breakout.toml --set bb_period=20 --set bb_width=2.0 \
+  --set min_atr_frac=0.005 --set stop_loss_frac=0.04 --set leverage=4

@@ -97,8 +97,7 @@ fn bench_data(args: &BenchDataArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         // Free the previous run's arrays first: peak RSS is then one run's.
         drop(last.take());
         let t0 = Instant::now();
-        let (panel, ds) = load_panel(&paths, &opts, align)
-            .context("loading the benchmark data")?;
+        let (panel, ds) = load_panel(&paths, &opts, align).context("loading the benchmark data")?;
         times.push(t0.elapsed().as_secs_f64());
         last = Some((panel, ds.rows_read, dataset_bytes(&ds)));
     }
@@ -150,7 +149,11 @@ fn bench_data(args: &BenchDataArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         )?;
         writeln!(out, "throughput:    {:.0} rows/s", rows_per_s)?;
         writeln!(out, "content hash:  {hash_s:.3}s (sha256:{hash})")?;
-        writeln!(out, "arrays held:   {} (merged series + aligned panel)", mib(array_bytes))?;
+        writeln!(
+            out,
+            "arrays held:   {} (merged series + aligned panel)",
+            mib(array_bytes)
+        )?;
         writeln!(out, "peak RSS:      {}", peak.map_or("unknown".into(), mib))?;
     }
     Ok(())

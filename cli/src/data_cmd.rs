@@ -21,6 +21,9 @@ pub enum DataCommand {
     Inspect(InspectArgs),
     /// Write a seeded synthetic data set in Binance's archive layout.
     Synth(SynthArgs),
+    /// Download klines, mark-price klines and funding rates from Binance's public archive
+    /// (verified against its checksums; resumable), then inspect what was fetched.
+    Fetch(crate::fetch_cmd::FetchArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -177,6 +180,7 @@ pub fn run(cmd: DataCommand, out: &mut dyn Write) -> anyhow::Result<()> {
     match cmd {
         DataCommand::Inspect(args) => inspect(&args, out),
         DataCommand::Synth(args) => synth(&args, out),
+        DataCommand::Fetch(args) => crate::fetch_cmd::run(&args, out),
     }
 }
 

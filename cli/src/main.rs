@@ -1,8 +1,10 @@
 //! The `etrading` binary: clap arguments close to the flags, a validated configuration built
 //! after parsing, and `main` mapping errors to exit codes (a closed pipe is success).
 
+mod backtest_cmd;
 mod bench;
 mod data_cmd;
+mod fetch_cmd;
 mod sysinfo;
 
 use std::io::Write;
@@ -23,6 +25,8 @@ enum Command {
     /// Market data: inspect and validate files, generate synthetic data.
     #[command(subcommand)]
     Data(data_cmd::DataCommand),
+    /// One reference backtest of a strategy spec: metrics, or metrics and trades as JSON.
+    Backtest(backtest_cmd::BacktestArgs),
     /// Benchmarks (speed and memory targets are measured here, never in tests).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -32,6 +36,7 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
     match cli.command {
         Command::Data(cmd) => data_cmd::run(cmd, out),
         Command::Bench(cmd) => bench::run(cmd, out),
+        Command::Backtest(args) => backtest_cmd::run(&args, out),
     }
 }
 

@@ -9,6 +9,7 @@
 //! resampling.
 
 pub mod error;
+pub mod fetch;
 pub mod interval;
 pub mod load;
 pub mod panel;

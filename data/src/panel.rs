@@ -294,8 +294,7 @@ fn intersect(klines: &[&KlineSeries]) -> Vec<i64> {
 }
 
 fn union(klines: &[&KlineSeries]) -> Vec<i64> {
-    let mut index: Vec<i64> =
-        Vec::with_capacity(klines.iter().map(|k| k.len()).max().unwrap_or(0));
+    let mut index: Vec<i64> = Vec::with_capacity(klines.iter().map(|k| k.len()).max().unwrap_or(0));
     for k in klines {
         let mut merged = Vec::with_capacity(index.len().max(k.len()));
         let (mut i, mut j) = (0, 0);

@@ -118,7 +118,10 @@ impl KlineSeries {
                 s.low.extend_from_slice(&c.low);
                 s.close.extend_from_slice(&c.close);
                 s.volume.extend_from_slice(&c.volume);
-                origin.extend(c.lines.iter().map(|&line| Origin { part: pi as u32, line }));
+                origin.extend(c.lines.iter().map(|&line| Origin {
+                    part: pi as u32,
+                    line,
+                }));
                 continue;
             }
             let merged = merge_overlap(&s, &origin, &c, pi as u32, &files, kind)?;

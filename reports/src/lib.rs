@@ -3,6 +3,7 @@
 //! engine's internals never changes a file format by accident. Every document carries a
 //! `schema` field naming its type and version.
 
+pub mod backtest;
 pub mod inspect;
 
 /// ISO-8601 UTC text of a Unix millisecond timestamp (`2025-01-01T00:00:00Z`).

@@ -1,0 +1,446 @@
+//! `etrading backtest SPEC --set k=v ...`: one reference backtest of a strategy spec on market
+//! data, printing its metrics (or metrics and trades as JSON).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::Args;
+
+use etrading_data::{FundingEvent, Interval, Panel, load_dataset};
+use etrading_kernels::brackets::{self, BracketTable};
+use etrading_kernels::engine::FundingAt;
+use etrading_kernels::reference::{self, ENGINE_VERSION, Market, MarketSymbol};
+use etrading_kernels::spec::{ParamDomain, ParamSet, ParamValue, Spec};
+use etrading_reports::backtest::{Provenance, report};
+
+use crate::data_cmd::DataSelection;
+
+#[derive(Debug, Args)]
+pub struct BacktestArgs {
+    /// The strategy spec (TOML).
+    pub spec: PathBuf,
+    /// A param value, `name=value`; every param with more than one value needs one.
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
+    /// Market data: files or folders.
+    #[arg(long, default_value = "data/sample")]
+    pub data: Vec<PathBuf>,
+    #[command(flatten)]
+    pub select: DataSelection,
+    /// Starting wallet balance, USDT.
+    #[arg(long, default_value_t = 10_000.0)]
+    pub capital: f64,
+    /// Leverage brackets from a JSON file in the format of Binance's leverageBracket response
+    /// (the bundled 2026-03-05 tables otherwise).
+    #[arg(long)]
+    pub brackets: Option<PathBuf>,
+    /// Print metrics and trades as JSON (schema etrading.backtest/1).
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the trades as CSV to this file.
+    #[arg(long)]
+    pub trades: Option<PathBuf>,
+}
+
+/// Reads and validates a spec file.
+pub fn read_spec(path: &PathBuf) -> anyhow::Result<Spec> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading spec {}", path.display()))?;
+    Spec::parse(&path.display().to_string(), &text).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// The param set from `--set name=value` flags: every param with one value takes it; the
+/// others must be set, to one of their values (or within the bounds of a continuous range).
+pub fn param_set(spec: &Spec, sets: &[String]) -> anyhow::Result<ParamSet> {
+    let mut given: BTreeMap<&str, &str> = BTreeMap::new();
+    for s in sets {
+        let (k, v) = s
+            .split_once('=')
+            .with_context(|| format!("--set {s:?}: expected NAME=VALUE"))?;
+        if spec.params.index_of(k.trim()).is_none() {
+            let names: Vec<&str> = spec.params.params.iter().map(|p| p.name.as_str()).collect();
+            bail!(
+                "--set {s:?}: {} has no param `{}` (its params: {})",
+                spec.file,
+                k.trim(),
+                names.join(", ")
+            );
+        }
+        given.insert(k.trim(), v.trim());
+    }
+    let mut values = Vec::with_capacity(spec.params.params.len());
+    let mut missing = Vec::new();
+    for p in &spec.params.params {
+        let choices = p.domain.discrete_values();
+        let value = match (given.get(p.name.as_str()), &choices) {
+            (Some(text), Some(choices)) => choices
+                .iter()
+                .find(|c| same_value(c, text))
+                .cloned()
+                .with_context(|| {
+                    format!(
+                        "--set {}={text}: not one of its values {}",
+                        p.name,
+                        list(choices)
+                    )
+                })?,
+            (Some(text), None) => {
+                let x: f64 = text
+                    .parse()
+                    .with_context(|| format!("--set {}={text}: expected a number", p.name))?;
+                match p.domain.numeric_bounds() {
+                    Some((lo, hi)) if x >= lo && x <= hi => ParamValue::Float(x),
+                    bounds => bail!("--set {}={text}: outside its range {bounds:?}", p.name),
+                }
+            }
+            (None, Some(choices)) if choices.len() == 1 => choices[0].clone(),
+            (None, _) => {
+                missing.push(format!(
+                    "{} ({})",
+                    p.name,
+                    choices
+                        .as_ref()
+                        .map_or_else(|| range_text(&p.domain), |c| list(c))
+                ));
+                continue;
+            }
+        };
+        values.push(value);
+    }
+    if !missing.is_empty() {
+        bail!(
+            "set a value for each of these params with --set NAME=VALUE: {}",
+            missing.join("; ")
+        );
+    }
+    Ok(ParamSet { values })
+}
+
+fn same_value(v: &ParamValue, text: &str) -> bool {
+    match v {
+        ParamValue::Int(i) => text.parse::<i64>().is_ok_and(|t| t == *i),
+        ParamValue::Float(f) => text
+            .parse::<f64>()
+            .is_ok_and(|t| (t - f).abs() <= 1e-12 * f.abs().max(1.0)),
+        ParamValue::Bool(b) => text.parse::<bool>().is_ok_and(|t| t == *b),
+        ParamValue::Str(s) => s == text,
+    }
+}
+
+fn list(values: &[ParamValue]) -> String {
+    let shown: Vec<String> = values.iter().take(12).map(ToString::to_string).collect();
+    if values.len() > 12 {
+        format!("{} ... {} values", shown.join(", "), values.len())
+    } else {
+        shown.join(", ")
+    }
+}
+
+fn range_text(d: &ParamDomain) -> String {
+    d.numeric_bounds()
+        .map_or_else(|| "no grid".to_string(), |(lo, hi)| format!("{lo} to {hi}"))
+}
+
+/// The market columns of a panel, as the kernels read them.
+pub fn market<'a>(panel: &'a Panel, funding: &'a [Vec<FundingAt>]) -> Market<'a> {
+    Market {
+        open_time: &panel.open_time,
+        interval_ms: panel.interval.ms(),
+        symbols: (0..panel.n_symbols())
+            .map(|s| {
+                let b = panel.bars(s);
+                MarketSymbol {
+                    name: &panel.symbols[s],
+                    open: b.open,
+                    high: b.high,
+                    low: b.low,
+                    close: b.close,
+                    volume: b.volume,
+                    mark_open: b.mark_open,
+                    mark_high: b.mark_high,
+                    mark_low: b.mark_low,
+                    funding: &funding[s],
+                }
+            })
+            .collect(),
+    }
+}
+
+/// Funding events of a panel in the kernels' form.
+pub fn funding_of(panel: &Panel) -> Vec<Vec<FundingAt>> {
+    panel
+        .funding
+        .iter()
+        .map(|ev: &Vec<FundingEvent>| {
+            ev.iter()
+                .map(|e| FundingAt {
+                    bar: e.bar,
+                    rate: e.rate,
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The spec's symbols at its interval from `paths`, aligned.
+pub fn load_for_spec(
+    spec: &Spec,
+    paths: &[PathBuf],
+    select: &DataSelection,
+) -> anyhow::Result<Panel> {
+    let interval: Interval = spec
+        .strategy
+        .interval
+        .parse()
+        .with_context(|| format!("{}: [strategy] interval", spec.file))?;
+    let mut opts = select.load_options()?;
+    opts.symbols = Some(spec.strategy.symbols.clone());
+    let explicit = opts.interval.is_some() || opts.resample.is_some();
+    if !explicit {
+        // The spec's interval, else resampled from the coarsest finer interval dividing it.
+        opts.interval = Some(interval);
+    }
+    let mut ds = load_dataset(paths, &opts).context("loading market data")?;
+    if ds.klines.is_empty() && !explicit {
+        let mut all = opts.clone();
+        all.interval = None;
+        let found = load_dataset(paths, &all)
+            .context("loading market data")?
+            .intervals();
+        if let Some(&src) = found.iter().rev().find(|s| interval.ms() % s.ms() == 0) {
+            opts.interval = Some(src);
+            opts.resample = Some(interval);
+            ds = load_dataset(paths, &opts).context("loading market data")?;
+        }
+    }
+    if ds.klines.is_empty() {
+        bail!(
+            "{} asks for {} klines of {}; the data under {} has none at that interval or finer",
+            spec.file,
+            spec.strategy.interval,
+            spec.strategy.symbols.join(", "),
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+    }
+    let panel = ds
+        .panel(
+            Some(opts.resample.unwrap_or(interval)),
+            select.align_policy(),
+            select.gap_policy(),
+        )
+        .context("aligning symbols")?;
+    let missing: Vec<&String> = spec
+        .strategy
+        .symbols
+        .iter()
+        .filter(|s| panel.symbol_index(s).is_none())
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "no {} klines for {} under {}",
+            interval,
+            missing
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+    if panel.n_bars() == 0 {
+        bail!("the symbols have no bar time in common in the data selected");
+    }
+    Ok(panel)
+}
+
+/// The bracket tables for `symbols`: the override file's, else the bundled ones.
+pub fn bracket_tables(
+    symbols: &[String],
+    file: Option<&PathBuf>,
+) -> anyhow::Result<(Vec<BracketTable>, String)> {
+    let (overrides, label) = match file {
+        Some(f) => {
+            let text =
+                std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+            (
+                brackets::parse_json(&text, &f.display().to_string())?,
+                format!("file {}", f.display()),
+            )
+        }
+        None => (Vec::new(), format!("bundled {}", brackets::BUNDLED_AS_OF)),
+    };
+    Ok((brackets::resolve(symbols, &overrides)?, label))
+}
+
+/// TA-Lib's version without the build timestamp it appends (`0.4.0 (Nov 21 2026 06:48:05)`),
+/// so that rebuilding the same sources records the same version.
+pub fn talib_version() -> String {
+    #[cfg(feature = "talib")]
+    return etrading_kernels::talib::version()
+        .split(" (")
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    #[cfg(not(feature = "talib"))]
+    return "none".to_string();
+}
+
+pub fn run(args: &BacktestArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    if !(args.capital.is_finite() && args.capital > 0.0) {
+        bail!("--capital must be a positive number of USDT");
+    }
+    let spec = read_spec(&args.spec)?;
+    let params = param_set(&spec, &args.set)?;
+    let resolved = spec
+        .resolve(&params)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", spec.file))?;
+    let panel = load_for_spec(&spec, &args.data, &args.select)?;
+    let funding = funding_of(&panel);
+    let (tables, brackets_label) = bracket_tables(&panel.symbols, args.brackets.as_ref())?;
+    let bt = reference::run(
+        &spec,
+        &resolved,
+        &market(&panel, &funding),
+        &tables,
+        args.capital,
+    )
+    .context("running the backtest")?;
+    let provenance = Provenance {
+        strategy_id: spec.strategy.id.clone(),
+        spec_file: args.spec.display().to_string(),
+        params: spec
+            .params
+            .params
+            .iter()
+            .zip(&params.values)
+            .map(|(p, v)| (p.name.clone(), json_value(v)))
+            .collect(),
+        symbols: panel.symbols.clone(),
+        interval: panel.interval.to_string(),
+        first_bar: panel
+            .open_time
+            .first()
+            .map(|&t| etrading_reports::iso_time(t)),
+        last_bar: panel
+            .open_time
+            .last()
+            .map(|&t| etrading_reports::iso_time(t)),
+        bars: panel.n_bars() as u64,
+        data_hash: panel.content_hash(),
+        engine_version: ENGINE_VERSION.to_string(),
+        talib_version: talib_version(),
+        brackets: brackets_label,
+        initial_capital: args.capital,
+    };
+    let rep = report(provenance, &bt.result);
+    if let Some(path) = &args.trades {
+        write_trades_csv(path, &rep.trades)?;
+    }
+    if args.json {
+        serde_json::to_writer(&mut *out, &rep)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    let p = &rep.provenance;
+    let m = &rep.metrics;
+    writeln!(out, "strategy {} ({})", p.strategy_id, p.spec_file)?;
+    writeln!(out, "params   {}", spec.params.describe(&params))?;
+    writeln!(
+        out,
+        "data     {} x {} bars {} .. {}, sha256:{}",
+        p.symbols.join(","),
+        p.bars,
+        p.first_bar.as_deref().unwrap_or("-"),
+        p.last_bar.as_deref().unwrap_or("-"),
+        p.data_hash
+    )?;
+    writeln!(
+        out,
+        "engine   {}, TA-Lib {}, brackets {}",
+        p.engine_version, p.talib_version, p.brackets
+    )?;
+    writeln!(out)?;
+    let pct = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{:.2}%", 100.0 * v));
+    let num = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.3}"));
+    let usd = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.2}"));
+    let rows = [
+        ("final equity (USDT)", usd(m.final_equity)),
+        ("total return", pct(m.total_return)),
+        ("CAGR", pct(m.cagr)),
+        ("APR", pct(m.apr)),
+        ("max drawdown", pct(m.max_drawdown)),
+        ("Calmar", num(m.calmar)),
+        ("Sharpe", num(m.sharpe)),
+        ("Sortino", num(m.sortino)),
+        ("trades", m.n_trades.to_string()),
+        ("win rate", pct(m.win_rate)),
+        ("profit factor", num(m.profit_factor)),
+        ("exposure", pct(m.exposure)),
+        ("fees paid (USDT)", usd(m.fees_paid)),
+        ("funding paid (USDT)", usd(m.funding_paid)),
+        ("liquidations", m.liquidations.to_string()),
+        ("entries skipped (margin)", m.skipped_entries.to_string()),
+    ];
+    for (k, v) in rows {
+        writeln!(out, "{k:<26}{v:>14}")?;
+    }
+    Ok(())
+}
+
+fn json_value(v: &ParamValue) -> serde_json::Value {
+    match v {
+        ParamValue::Int(i) => (*i).into(),
+        ParamValue::Float(f) => {
+            serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, Into::into)
+        }
+        ParamValue::Bool(b) => (*b).into(),
+        ParamValue::Str(s) => s.clone().into(),
+    }
+}
+
+fn write_trades_csv(
+    path: &PathBuf,
+    trades: &[etrading_reports::backtest::TradeReport],
+) -> anyhow::Result<()> {
+    let mut text = String::from(
+        "id,symbol,side,entry_time,exit_time,entry_price,exit_price,qty,notional,leverage,margin,fees,liquidation_fee,funding,pnl,return_on_margin,exit_reason,mae,mfe\n",
+    );
+    for t in trades {
+        text.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            t.id,
+            t.symbol,
+            t.side,
+            t.entry_time,
+            t.exit_time,
+            t.entry_price,
+            t.exit_price,
+            t.qty,
+            t.notional,
+            t.leverage,
+            t.margin,
+            t.fees,
+            t.liquidation_fee,
+            t.funding,
+            t.pnl,
+            t.return_on_margin,
+            t.exit_reason,
+            t.mae,
+            t.mfe
+        ));
+    }
+    let tmp = path.with_extension("csv.part");
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,273 @@
+//! The reference backtest of one param set: TA-Lib indicators per symbol, the spec's rules
+//! evaluated into entry and exit signals, then the futures simulation of [`crate::engine`].
+//! Everything here is plain and sequential: it is the yardstick the batch kernels are held to.
+
+use crate::brackets::BracketTable;
+use crate::engine::{
+    self, FundingAt, Signals, SimInput, SimParams, SimResult, SymbolInput, constant_funding_events,
+};
+use crate::expr::{BoundRule, RuleInputs};
+use crate::series::BarColumns;
+use crate::spec::{FillPrice, Funding, MarginMode, ResolvedSpec, Spec};
+
+/// The version of the engine semantics, recorded with every result.
+pub const ENGINE_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// One symbol's market columns on the common index (NaN outside its data, see
+/// SEMANTICS.md §1.4).
+#[derive(Debug, Clone, Copy)]
+pub struct MarketSymbol<'a> {
+    pub name: &'a str,
+    pub open: &'a [f64],
+    pub high: &'a [f64],
+    pub low: &'a [f64],
+    pub close: &'a [f64],
+    pub volume: &'a [f64],
+    pub mark_open: &'a [f64],
+    pub mark_high: &'a [f64],
+    pub mark_low: &'a [f64],
+    pub funding: &'a [FundingAt],
+}
+
+/// The market a backtest runs on.
+#[derive(Debug, Clone)]
+pub struct Market<'a> {
+    pub open_time: &'a [i64],
+    pub interval_ms: i64,
+    pub symbols: Vec<MarketSymbol<'a>>,
+}
+
+/// A backtest could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ReferenceError {
+    #[error("{symbol}: indicator `{indicator}`: {detail}")]
+    Indicator {
+        symbol: String,
+        indicator: String,
+        detail: String,
+    },
+    #[error("{symbol}: rule `{rule}`: {detail}")]
+    Rule {
+        symbol: String,
+        rule: &'static str,
+        detail: String,
+    },
+    #[error("no leverage brackets for {0}")]
+    Brackets(String),
+}
+
+/// Per symbol: every indicator output column (indexed by output slot) and the four signals.
+#[derive(Debug, Clone, Default)]
+pub struct SymbolSignals {
+    pub indicators: Vec<Vec<f64>>,
+    pub long_entry: Vec<bool>,
+    pub long_exit: Vec<bool>,
+    pub short_entry: Vec<bool>,
+    pub short_exit: Vec<bool>,
+}
+
+/// What a reference backtest produced.
+#[derive(Debug, Clone)]
+pub struct Backtest {
+    pub signals: Vec<SymbolSignals>,
+    pub result: SimResult,
+}
+
+/// The first and last bar where a symbol has data.
+fn valid_span(close: &[f64]) -> Option<(usize, usize)> {
+    let first = close.iter().position(|c| c.is_finite())?;
+    let last = close.iter().rposition(|c| c.is_finite())?;
+    Some((first, last))
+}
+
+/// Computes indicators and signals of one symbol. TA-Lib runs on the symbol's span of data
+/// only; bars outside it stay NaN (no signal).
+pub fn signals_for(
+    spec: &Spec,
+    resolved: &ResolvedSpec,
+    sym: &MarketSymbol<'_>,
+) -> Result<SymbolSignals, ReferenceError> {
+    let n = sym.close.len();
+    let mut out = SymbolSignals {
+        indicators: vec![vec![f64::NAN; n]; spec.output_slot_count()],
+        long_entry: vec![false; n],
+        long_exit: vec![false; n],
+        short_entry: vec![false; n],
+        short_exit: vec![false; n],
+    };
+    let Some((first, last)) = valid_span(sym.close) else {
+        return Ok(out);
+    };
+    let span = first..last + 1;
+    let bars = BarColumns {
+        open: &sym.open[span.clone()],
+        high: &sym.high[span.clone()],
+        low: &sym.low[span.clone()],
+        close: &sym.close[span.clone()],
+        volume: &sym.volume[span.clone()],
+    };
+    for ind in &resolved.indicators {
+        let k = ind.output_names.len();
+        let mut outputs: Vec<&mut [f64]> = out.indicators[ind.first_slot..ind.first_slot + k]
+            .iter_mut()
+            .map(|v| &mut v[span.clone()])
+            .collect();
+        compute_indicator(ind, &bars, &mut outputs).map_err(|detail| {
+            ReferenceError::Indicator {
+                symbol: sym.name.to_string(),
+                indicator: ind.name.clone(),
+                detail,
+            }
+        })?;
+    }
+    let columns: Vec<&[f64]> = out.indicators.iter().map(|v| &v[span.clone()]).collect();
+    let inputs = RuleInputs {
+        bars,
+        indicators: &columns,
+    };
+    let rules: [(&'static str, &Option<BoundRule>, &mut Vec<bool>); 4] = [
+        (
+            "long_entry",
+            &resolved.rules.long_entry,
+            &mut out.long_entry,
+        ),
+        ("long_exit", &resolved.rules.long_exit, &mut out.long_exit),
+        (
+            "short_entry",
+            &resolved.rules.short_entry,
+            &mut out.short_entry,
+        ),
+        (
+            "short_exit",
+            &resolved.rules.short_exit,
+            &mut out.short_exit,
+        ),
+    ];
+    for (name, rule, dest) in rules {
+        if let Some(rule) = rule {
+            rule.eval_into(&inputs, &mut dest[span.clone()])
+                .map_err(|e| ReferenceError::Rule {
+                    symbol: sym.name.to_string(),
+                    rule: name,
+                    detail: e.to_string(),
+                })?;
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(feature = "talib")]
+fn compute_indicator(
+    ind: &crate::spec::ResolvedIndicator,
+    bars: &BarColumns<'_>,
+    outputs: &mut [&mut [f64]],
+) -> Result<(), String> {
+    ind.compute(bars, outputs).map_err(|e| e.to_string())
+}
+
+#[cfg(not(feature = "talib"))]
+fn compute_indicator(
+    ind: &crate::spec::ResolvedIndicator,
+    _bars: &BarColumns<'_>,
+    _outputs: &mut [&mut [f64]],
+) -> Result<(), String> {
+    Err(format!(
+        "{} needs TA-Lib, and this build has none (feature `talib` is off)",
+        ind.function
+    ))
+}
+
+/// The engine settings of a resolved spec.
+pub fn sim_params(resolved: &ResolvedSpec, initial_capital: f64) -> SimParams {
+    let r = &resolved.risk;
+    let x = &resolved.execution;
+    SimParams {
+        initial_capital,
+        leverage: f64::from(r.leverage),
+        margin_mode: match r.margin_mode {
+            MarginMode::Cross => engine::MarginMode::Cross,
+            MarginMode::Isolated => engine::MarginMode::Isolated,
+        },
+        position_size: r.position_size,
+        max_concurrent_positions: r.max_concurrent_positions as usize,
+        stop_loss: r.stop_loss,
+        take_profit: r.take_profit,
+        fill: match x.fill {
+            FillPrice::NextOpen => engine::Fill::NextOpen,
+            FillPrice::Close => engine::Fill::Close,
+        },
+        taker_fee: x.taker_fee_rate,
+        slippage: x.slippage_rate,
+    }
+}
+
+/// Runs the reference backtest of `resolved` on `market`; `brackets` are matched to the
+/// market's symbols by name.
+pub fn run(
+    spec: &Spec,
+    resolved: &ResolvedSpec,
+    market: &Market<'_>,
+    brackets: &[BracketTable],
+    initial_capital: f64,
+) -> Result<Backtest, ReferenceError> {
+    let signals = market
+        .symbols
+        .iter()
+        .map(|s| signals_for(spec, resolved, s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let tables = market
+        .symbols
+        .iter()
+        .map(|s| {
+            brackets
+                .iter()
+                .find(|b| b.symbol == s.name)
+                .ok_or_else(|| ReferenceError::Brackets(s.name.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let constant: Vec<FundingAt> = match resolved.execution.funding {
+        Funding::ConstantRatePer8h(rate) => {
+            constant_funding_events(market.open_time, market.interval_ms, rate)
+        }
+        _ => Vec::new(),
+    };
+    let input = SimInput {
+        open_time: market.open_time,
+        interval_ms: market.interval_ms,
+        symbols: market
+            .symbols
+            .iter()
+            .zip(&signals)
+            .zip(&tables)
+            .map(|((m, sg), table)| SymbolInput {
+                name: m.name,
+                open: m.open,
+                high: m.high,
+                low: m.low,
+                close: m.close,
+                mark_open: m.mark_open,
+                mark_high: m.mark_high,
+                mark_low: m.mark_low,
+                funding: match resolved.execution.funding {
+                    Funding::FromData => m.funding,
+                    Funding::Disabled => &[],
+                    Funding::ConstantRatePer8h(_) => &constant,
+                },
+                leverage_cap: resolved
+                    .risk
+                    .max_leverage
+                    .get(m.name)
+                    .map_or(f64::INFINITY, |&c| f64::from(c)),
+                brackets: table,
+                signals: Signals {
+                    long_entry: &sg.long_entry,
+                    long_exit: &sg.long_exit,
+                    short_entry: &sg.short_entry,
+                    short_exit: &sg.short_exit,
+                },
+            })
+            .collect(),
+    };
+    let result = engine::simulate(&input, &sim_params(resolved, initial_capital));
+    Ok(Backtest { signals, result })
+}
