@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test of e-trading: formatting, clippy with warnings as errors, and the whole
-# workspace's tests. Installs what it needs first (scripts/setup.sh). Exits non-zero on any
+# Runs every test of e-trading: formatting, clippy with warnings as errors, the whole
+XX
 # failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,3 +17,11 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test"
 cargo test --workspace --locked
+
+# Suites that need more than cargo (a Python virtualenv, PostgreSQL, a browser, qemu): one
+# script each, in name order; each installs what it needs through scripts/setup.sh.
+for suite in scripts/ci/*.sh; do
+  [ -e "$suite" ] || continue
+  step "$suite"
+  bash "$suite"
+done

@@ -1,0 +1,1 @@
+//! PostgreSQL: schema migrations, `active_configs`, `config_history`, promotion and rollback.

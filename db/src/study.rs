@@ -1,0 +1,1 @@
+//! Optuna-compatible SQLite study storage (schema in ../shared/optuna-schema).
