@@ -6,6 +6,7 @@
 //! slices and receive results in preallocated outputs.
 
 pub mod brackets;
+pub mod batch;
 pub mod engine;
 pub mod expr;
 pub mod indicator;

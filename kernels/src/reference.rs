@@ -2,6 +2,8 @@
 //! evaluated into entry and exit signals, then the futures simulation of [`crate::engine`].
 //! Everything here is plain and sequential: it is the yardstick the batch kernels are held to.
 
+use std::ops::Range;
+
 use crate::brackets::BracketTable;
 use crate::engine::{
     self, FundingAt, Signals, SimInput, SimParams, SimResult, SymbolInput, constant_funding_events,
@@ -210,12 +212,56 @@ pub fn run(
     brackets: &[BracketTable],
     initial_capital: f64,
 ) -> Result<Backtest, ReferenceError> {
+    let full = 0..market.open_time.len();
+    let (signals, mut results) = run_windows(
+        spec,
+        resolved,
+        market,
+        brackets,
+        initial_capital,
+        std::slice::from_ref(&full),
+    )?;
+    let result = results.pop().unwrap_or_default();
+    Ok(Backtest { signals, result })
+}
+
+/// Runs the reference backtest once per bar range in `windows` (walk-forward windows): the
+/// indicators and signals are computed once on the whole market (so each window's indicators
+/// are warmed on the bars before it), then each window is an independent account that starts
+/// flat with `initial_capital` at its first bar and closes what is open at its last bar.
+pub fn run_windows(
+    spec: &Spec,
+    resolved: &ResolvedSpec,
+    market: &Market<'_>,
+    brackets: &[BracketTable],
+    initial_capital: f64,
+    windows: &[Range<usize>],
+) -> Result<(Vec<SymbolSignals>, Vec<SimResult>), ReferenceError> {
     let signals = market
         .symbols
         .iter()
         .map(|s| signals_for(spec, resolved, s))
         .collect::<Result<Vec<_>, _>>()?;
-    let tables = market
+    let tables = tables_for(market, brackets)?;
+    let params = sim_params(resolved, initial_capital);
+    let funding = funding_events(resolved, market);
+    let results = windows
+        .iter()
+        .map(|range| {
+            let window = WindowFunding::new(&funding, range);
+            let input = sim_input(market, resolved, &signals, &tables, &window, range.clone());
+            engine::simulate(&input, &params)
+        })
+        .collect();
+    Ok((signals, results))
+}
+
+/// The bracket table of each market symbol, by name.
+pub fn tables_for<'b>(
+    market: &Market<'_>,
+    brackets: &'b [BracketTable],
+) -> Result<Vec<&'b BracketTable>, ReferenceError> {
+    market
         .symbols
         .iter()
         .map(|s| {
@@ -224,35 +270,75 @@ pub fn run(
                 .find(|b| b.symbol == s.name)
                 .ok_or_else(|| ReferenceError::Brackets(s.name.to_string()))
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    let constant: Vec<FundingAt> = match resolved.execution.funding {
+        .collect()
+}
+
+/// The funding events each symbol settles under the spec's funding setting (§2.6), in bar
+/// order on the market's index.
+pub fn funding_events(resolved: &ResolvedSpec, market: &Market<'_>) -> Vec<Vec<FundingAt>> {
+    match resolved.execution.funding {
+        Funding::FromData => market.symbols.iter().map(|m| m.funding.to_vec()).collect(),
+        Funding::Disabled => vec![Vec::new(); market.symbols.len()],
         Funding::ConstantRatePer8h(rate) => {
-            constant_funding_events(market.open_time, market.interval_ms, rate)
+            let events = constant_funding_events(market.open_time, market.interval_ms, rate);
+            vec![events; market.symbols.len()]
         }
-        _ => Vec::new(),
-    };
-    let input = SimInput {
-        open_time: market.open_time,
+    }
+}
+
+/// Funding events cut to a window and renumbered from its first bar.
+struct WindowFunding {
+    per_symbol: Vec<Vec<FundingAt>>,
+}
+
+impl WindowFunding {
+    fn new(funding: &[Vec<FundingAt>], range: &Range<usize>) -> WindowFunding {
+        WindowFunding {
+            per_symbol: funding
+                .iter()
+                .map(|events| {
+                    events
+                        .iter()
+                        .filter(|e| range.contains(&(e.bar as usize)))
+                        .map(|e| FundingAt {
+                            bar: e.bar - range.start as u32,
+                            rate: e.rate,
+                        })
+                        .collect()
+                })
+                .collect(),
+        }
+    }
+}
+
+fn sim_input<'a>(
+    market: &'a Market<'a>,
+    resolved: &ResolvedSpec,
+    signals: &'a [SymbolSignals],
+    tables: &[&'a BracketTable],
+    funding: &'a WindowFunding,
+    range: Range<usize>,
+) -> SimInput<'a> {
+    let r = range;
+    SimInput {
+        open_time: &market.open_time[r.clone()],
         interval_ms: market.interval_ms,
         symbols: market
             .symbols
             .iter()
-            .zip(&signals)
-            .zip(&tables)
-            .map(|((m, sg), table)| SymbolInput {
+            .zip(signals)
+            .zip(tables)
+            .zip(&funding.per_symbol)
+            .map(|(((m, sg), table), events)| SymbolInput {
                 name: m.name,
-                open: m.open,
-                high: m.high,
-                low: m.low,
-                close: m.close,
-                mark_open: m.mark_open,
-                mark_high: m.mark_high,
-                mark_low: m.mark_low,
-                funding: match resolved.execution.funding {
-                    Funding::FromData => m.funding,
-                    Funding::Disabled => &[],
-                    Funding::ConstantRatePer8h(_) => &constant,
-                },
+                open: &m.open[r.clone()],
+                high: &m.high[r.clone()],
+                low: &m.low[r.clone()],
+                close: &m.close[r.clone()],
+                mark_open: &m.mark_open[r.clone()],
+                mark_high: &m.mark_high[r.clone()],
+                mark_low: &m.mark_low[r.clone()],
+                funding: events,
                 leverage_cap: resolved
                     .risk
                     .max_leverage
@@ -260,14 +346,12 @@ pub fn run(
                     .map_or(f64::INFINITY, |&c| f64::from(c)),
                 brackets: table,
                 signals: Signals {
-                    long_entry: &sg.long_entry,
-                    long_exit: &sg.long_exit,
-                    short_entry: &sg.short_entry,
-                    short_exit: &sg.short_exit,
+                    long_entry: &sg.long_entry[r.clone()],
+                    long_exit: &sg.long_exit[r.clone()],
+                    short_entry: &sg.short_entry[r.clone()],
+                    short_exit: &sg.short_exit[r.clone()],
                 },
             })
             .collect(),
-    };
-    let result = engine::simulate(&input, &sim_params(resolved, initial_capital));
-    Ok(Backtest { signals, result })
+    }
 }

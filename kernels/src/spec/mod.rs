@@ -11,6 +11,7 @@
 //! [`Spec::resolve`] turns one [`ParamSet`] into the concrete [`ResolvedSpec`] engines run.
 
 mod params;
+mod research;
 mod resolve;
 mod toml_walk;
 
@@ -28,6 +29,10 @@ use crate::series::Series;
 
 pub use params::{
     Distribution, GridError, ParamDomain, ParamSet, ParamSpace, ParamSpec, ParamType, ParamValue,
+};
+pub use research::{
+    DEFAULT_DRAWDOWN_CAPS, ObjectiveName, ObjectiveSpec, WalkForwardMode, WalkForwardSpec,
+    parse_duration_ms,
 };
 pub use resolve::{
     Funding, ResolveError, ResolvedExecution, ResolvedIndicator, ResolvedRisk, ResolvedRules,
@@ -234,6 +239,10 @@ pub struct Spec {
     pub execution: ExecutionSpec,
     /// Which function registry validated the indicators (TA-Lib version or built-in table).
     pub registry: String,
+    /// `[walk_forward]`, when the spec splits the data into in- and out-of-sample windows.
+    pub walk_forward: Option<WalkForwardSpec>,
+    /// `[objective]` (defaults when absent).
+    pub objective: ObjectiveSpec,
 }
 
 impl Spec {
@@ -258,6 +267,8 @@ impl Spec {
                 "rules",
                 "risk",
                 "execution",
+                "walk_forward",
+                "objective",
             ],
             "the spec",
         )?;
@@ -292,6 +303,18 @@ impl Spec {
         let risk = parse_risk(&source, risk_table, &risk_span, &params, &strategy)?;
         let (execution_table, execution_span) = section("execution")?;
         let execution = parse_execution(&source, execution_table, &execution_span, &params)?;
+        let walk_forward = match root.get("walk_forward") {
+            Some(value) => Some(research::parse_walk_forward(
+                &source,
+                source.table(value, "[walk_forward]")?,
+                &value.span(),
+            )?),
+            None => None,
+        };
+        let objective = match optional_section("objective")? {
+            Some(table) => research::parse_objective(&source, table)?,
+            None => ObjectiveSpec::default(),
+        };
         Ok(Spec {
             file: file.to_string(),
             strategy,
@@ -300,6 +323,8 @@ impl Spec {
             rules,
             risk,
             execution,
+            walk_forward,
+            objective,
             registry: indicator::registry_description(),
         })
     }

@@ -1,0 +1,124 @@
+//! Batch kernels: many param sets of one spec over one market in one call, each set's metrics
+//! (full run and every walk-forward window) written into a preallocated table. No per-set
+//! time series is kept: memory is O(bars x symbols) for inputs plus O(sets x windows) for the
+//! results (docs/SEMANTICS.md §4, kernels/ARCHITECTURE.md).
+//!
+//! Backends: [`Backend::Scalar`] runs [`crate::reference`] per set (the yardstick);
+//! [`Backend::Simd`] is the fused lane kernel of [`simd`]. Both fill the same [`Metrics`] rows;
+//! `etrading parity` compares them.
+
+pub mod indicators;
+pub mod simd;
+mod windows;
+
+pub use windows::{Window, WindowKind, WindowPlan, WindowPlanError};
+
+use rayon::prelude::*;
+
+use crate::brackets::BracketTable;
+use crate::engine::Metrics;
+use crate::reference::{self, Market, ReferenceError};
+use crate::spec::{ParamSet, ResolveError, Spec};
+
+/// Which engine evaluates a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// The scalar reference engine, one set after the other (per thread).
+    Scalar,
+    /// The fused SIMD lane kernel.
+    Simd,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Scalar => "scalar",
+            Backend::Simd => "simd",
+        }
+    }
+}
+
+/// Everything a batch reads besides the param sets.
+#[derive(Debug, Clone)]
+pub struct BatchInput<'a> {
+    pub spec: &'a Spec,
+    pub market: &'a Market<'a>,
+    /// Bracket tables; matched to the market's symbols by name.
+    pub brackets: &'a [BracketTable],
+    pub initial_capital: f64,
+    /// The bar ranges to score; `windows.windows()[0]` is the full run.
+    pub windows: &'a WindowPlan,
+}
+
+/// A batch that cannot run. Raised before any hot loop starts.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    #[error("param set {index}: {source}")]
+    Resolve {
+        index: usize,
+        #[source]
+        source: ResolveError,
+    },
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    #[error("result table holds {found} rows, the batch needs {expected} (sets x windows)")]
+    OutputLength { expected: usize, found: usize },
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// Runs `sets` through `backend`, filling `out` (set-major: set `i`, window `w` at
+/// `i * windows + w`). `progress` is called with the number of sets just finished (from
+/// worker threads).
+pub fn run(
+    input: &BatchInput<'_>,
+    sets: &[ParamSet],
+    backend: Backend,
+    out: &mut [Metrics],
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<(), BatchError> {
+    let n_windows = input.windows.len();
+    let expected = sets.len() * n_windows;
+    if out.len() != expected {
+        return Err(BatchError::OutputLength {
+            expected,
+            found: out.len(),
+        });
+    }
+    match backend {
+        Backend::Scalar => run_scalar(input, sets, out, progress),
+        Backend::Simd => simd::run(input, sets, out, progress),
+    }
+}
+
+/// The reference engine per set, sets spread over rayon's threads.
+fn run_scalar(
+    input: &BatchInput<'_>,
+    sets: &[ParamSet],
+    out: &mut [Metrics],
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<(), BatchError> {
+    let ranges = input.windows.ranges();
+    out.par_chunks_mut(ranges.len())
+        .zip(sets.par_iter())
+        .enumerate()
+        .try_for_each(|(index, (row, set))| {
+            let resolved = input
+                .spec
+                .resolve(set)
+                .map_err(|source| BatchError::Resolve { index, source })?;
+            let (_, results) = reference::run_windows(
+                input.spec,
+                &resolved,
+                input.market,
+                input.brackets,
+                input.initial_capital,
+                &ranges,
+            )?;
+            for (slot, result) in row.iter_mut().zip(results) {
+                *slot = result.metrics;
+            }
+            progress(1);
+            Ok(())
+        })
+}
