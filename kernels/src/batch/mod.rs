@@ -8,6 +8,7 @@
 //! `etrading parity` compares them.
 
 pub mod indicators;
+pub mod lanes;
 pub mod simd;
 mod windows;
 
@@ -27,6 +28,8 @@ pub enum Backend {
     Scalar,
     /// The fused SIMD lane kernel.
     Simd,
+    /// The WGSL compute kernel of [`crate::gpu`] at the given precision.
+    Gpu(crate::gpu::Precision),
 }
 
 impl Backend {
@@ -34,6 +37,7 @@ impl Backend {
         match self {
             Backend::Scalar => "scalar",
             Backend::Simd => "simd",
+            Backend::Gpu(_) => "gpu",
         }
     }
 }
@@ -65,6 +69,8 @@ pub enum BatchError {
     OutputLength { expected: usize, found: usize },
     #[error("{0}")]
     Unsupported(String),
+    #[error("{0}")]
+    Gpu(String),
 }
 
 /// Runs `sets` through `backend`, filling `out` (set-major: set `i`, window `w` at
@@ -88,6 +94,9 @@ pub fn run(
     match backend {
         Backend::Scalar => run_scalar(input, sets, out, progress),
         Backend::Simd => simd::run(input, sets, out, progress),
+        Backend::Gpu(precision) => crate::gpu::run(input, sets, precision, out, progress)
+            .map(|_report| ())
+            .map_err(|e| BatchError::Gpu(e.to_string())),
     }
 }
 

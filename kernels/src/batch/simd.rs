@@ -1,17 +1,1601 @@
-//! The fused SIMD lane kernel.
+//! The fused SIMD lane kernel: one pass over the bars per block of `W` param sets, each lane
+//! one set, mirroring the reference event loop of `engine::sim` (docs/SEMANTICS.md §2, §4).
+//!
+//! # Design
+//! * **Sets are grouped** by their indicator arguments (and funding setting) into tasks that
+//!   rayon runs in parallel. A task computes its indicators once (streaming implementations of
+//!   [`super::indicators`], TA-Lib for other functions), then its rules once per distinct
+//!   rule-param values into one *signal code* byte per symbol and bar ([`code`]), the rules
+//!   being the compiled programs of `expr`, evaluated column-wise. Lanes only read codes.
+//! * **The common bar is vector code**: funding, the intrabar trigger tests (stops,
+//!   take-profits, isolated liquidation prices, the cross account's margin test), MAE/MFE
+//!   extremes and the equity / drawdown / return sums of [`MetricsAcc`] run on all lanes at
+//!   once with the same operations, in the same order, as the reference.
+//! * **Events are scalar**: a lane whose bar has a fill, a trigger, a signal that changes its
+//!   side or a last bar leaves the vector path for that bar and runs [`LaneView`], a port of
+//!   `engine::sim::State` method by method on that lane's state. Events are rare (tens per year
+//!   per set), so the kernel runs at vector speed while its decisions are the reference's.
+//!
+//! Float policy: f64 throughout, no FMA, no reassociation (SEMANTICS.md §4.3): the metrics are
+//! bit-identical to the reference's, which `etrading parity` checks.
 
-use super::{BatchError, BatchInput};
-use crate::engine::Metrics;
-use crate::spec::ParamSet;
+use std::collections::HashMap;
 
-/// Runs the SIMD backend.
+use rayon::prelude::*;
+use wide::{f64x2, f64x4, f64x8};
+
+use super::lanes::{Lanes, SimdLevel, TRUE};
+use super::{BatchError, BatchInput, indicators};
+use crate::brackets::BracketTable;
+use crate::engine::{ExitReason, FundingAt, Metrics, MetricsAcc, Side, Trade};
+use crate::expr::{BoundRule, RuleInputs};
+use crate::reference::{self, Market};
+use crate::series::BarColumns;
+use crate::spec::{FillPrice, Funding, MarginMode, ParamSet, ResolvedIndicator, ResolvedSpec};
+
+/// The most symbols one spec may trade in the SIMD kernel.
+pub const MAX_SYMBOLS: usize = 8;
+
+/// Largest number of sets one rayon task simulates.
+const TASK_SETS: usize = 256;
+
+/// Signal code bits (one byte per symbol and bar, §4.1).
+pub mod code {
+    /// `long_entry and not short_entry`: a flat symbol goes long, a short one reverses.
+    pub const ENTER_LONG: u8 = 1;
+    /// `short_entry and not long_entry`.
+    pub const ENTER_SHORT: u8 = 2;
+    /// `long_exit or short_entry`: a long is closed (or reversed with [`ENTER_SHORT`]).
+    pub const EXIT_LONG: u8 = 4;
+    /// `short_exit or long_entry`.
+    pub const EXIT_SHORT: u8 = 8;
+
+    /// The code of one bar's four signals.
+    #[inline]
+    pub fn of(le: bool, lx: bool, se: bool, sx: bool) -> u8 {
+        let mut c = 0;
+        if le && !se {
+            c |= ENTER_LONG;
+        }
+        if se && !le {
+            c |= ENTER_SHORT;
+        }
+        if lx || se {
+            c |= EXIT_LONG;
+        }
+        if sx || le {
+            c |= EXIT_SHORT;
+        }
+        c
+    }
+}
+
+/// What a set's lane needs besides signals: its resolved risk and execution numbers.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct LaneParams {
+    leverage: f64,
+    position_size: f64,
+    max_concurrent: usize,
+    /// NaN when the spec has none.
+    stop_loss: f64,
+    take_profit: f64,
+    taker_fee: f64,
+    slippage: f64,
+    caps: [f64; MAX_SYMBOLS],
+}
+
+/// One set after resolution: its grouping keys and lane params.
+#[derive(Clone, Debug)]
+struct SetPlan {
+    /// Funding setting, then every indicator argument (bit patterns).
+    task_key: Vec<u64>,
+    /// The values of the params the rules read (bit patterns).
+    signal_key: Vec<u64>,
+    lane: LaneParams,
+}
+
+/// Trades of one set, recorded when a caller asks (parity).
+pub type TradeLog = Vec<Trade>;
+
+/// Runs the SIMD backend over `sets`; see [`super::run`].
 pub fn run(
-    _input: &BatchInput<'_>,
-    _sets: &[ParamSet],
-    _out: &mut [Metrics],
-    _progress: &(dyn Fn(usize) + Sync),
+    input: &BatchInput<'_>,
+    sets: &[ParamSet],
+    out: &mut [Metrics],
+    progress: &(dyn Fn(usize) + Sync),
 ) -> Result<(), BatchError> {
-    Err(BatchError::Unsupported(
-        "the SIMD backend is being written".to_string(),
+    run_traced(input, sets, out, None, progress)
+}
+
+/// [`run`], also recording each set's trades of the full run (window 0) into `trades` when
+/// given (one log per set).
+pub fn run_traced(
+    input: &BatchInput<'_>,
+    sets: &[ParamSet],
+    out: &mut [Metrics],
+    trades: Option<&mut [TradeLog]>,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<(), BatchError> {
+    let shared = Shared::new(input)?;
+    let plans: Vec<SetPlan> = sets
+        .par_iter()
+        .enumerate()
+        .map(|(index, set)| shared.plan(set, index))
+        .collect::<Result<_, _>>()?;
+    // Sort by task then signal key so equal indicators and equal signals are neighbours.
+    let mut order: Vec<usize> = (0..sets.len()).collect();
+    order.sort_by(|&a, &b| {
+        (&plans[a].task_key, &plans[a].signal_key).cmp(&(&plans[b].task_key, &plans[b].signal_key))
+    });
+    let mut tasks: Vec<&[usize]> = Vec::new();
+    let mut rest = order.as_slice();
+    while !rest.is_empty() {
+        let key = &plans[rest[0]].task_key;
+        let same = rest
+            .iter()
+            .take(TASK_SETS)
+            .take_while(|&&i| &plans[i].task_key == key)
+            .count();
+        let (task, tail) = rest.split_at(same);
+        tasks.push(task);
+        rest = tail;
+    }
+    let nw = input.windows.len();
+    let level = SimdLevel::detect();
+    let trace = trades.is_some();
+    let results: Vec<(Vec<Metrics>, Vec<TradeLog>)> = tasks
+        .par_iter()
+        .map(|task| {
+            let r = run_task_dispatch(level, &shared, sets, &plans, task, trace);
+            progress(task.len());
+            r
+        })
+        .collect::<Result<_, _>>()?;
+    let mut trades = trades;
+    for (task, (rows, logs)) in tasks.iter().zip(results) {
+        for (k, &set) in task.iter().enumerate() {
+            out[set * nw..(set + 1) * nw].copy_from_slice(&rows[k * nw..(k + 1) * nw]);
+        }
+        if let Some(dest) = trades.as_deref_mut() {
+            for (&set, log) in task.iter().zip(logs) {
+                dest[set] = log;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn run_task_dispatch(
+    level: SimdLevel,
+    shared: &Shared<'_>,
+    sets: &[ParamSet],
+    plans: &[SetPlan],
+    task: &[usize],
+    trace: bool,
+) -> Result<(Vec<Metrics>, Vec<TradeLog>), BatchError> {
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => {
+            // SAFETY: `detect` returned Avx512 only after `is_x86_feature_detected!("avx512f")`.
+            unsafe { run_task_avx512(shared, sets, plans, task, trace) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2 => {
+            // SAFETY: `detect` returned Avx2 only after `is_x86_feature_detected!("avx2")`.
+            unsafe { run_task_avx2(shared, sets, plans, task, trace) }
+        }
+        _ => run_task::<f64x2>(shared, sets, plans, task, trace),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn run_task_avx2(
+    shared: &Shared<'_>,
+    sets: &[ParamSet],
+    plans: &[SetPlan],
+    task: &[usize],
+    trace: bool,
+) -> Result<(Vec<Metrics>, Vec<TradeLog>), BatchError> {
+    run_task::<f64x4>(shared, sets, plans, task, trace)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn run_task_avx512(
+    shared: &Shared<'_>,
+    sets: &[ParamSet],
+    plans: &[SetPlan],
+    task: &[usize],
+    trace: bool,
+) -> Result<(Vec<Metrics>, Vec<TradeLog>), BatchError> {
+    run_task::<f64x8>(shared, sets, plans, task, trace)
+}
+
+/// Per-batch data every task reads.
+struct Shared<'a> {
+    input: &'a BatchInput<'a>,
+    market: &'a Market<'a>,
+    tables: Vec<&'a BracketTable>,
+    /// First and last bar with data per symbol.
+    spans: Vec<Option<(usize, usize)>>,
+    /// Mark prices with the last price standing in where there is none (§2.5).
+    mark_open: Vec<Vec<f64>>,
+    mark_high: Vec<Vec<f64>>,
+    mark_low: Vec<Vec<f64>>,
+    /// Params read by the rules (values and `prev` lags).
+    rule_params: Vec<usize>,
+    margin_mode: MarginMode,
+    fill: FillPrice,
+}
+
+fn valid_span(close: &[f64]) -> Option<(usize, usize)> {
+    let first = close.iter().position(|c| c.is_finite())?;
+    let last = close.iter().rposition(|c| c.is_finite())?;
+    Some((first, last))
+}
+
+impl<'a> Shared<'a> {
+    fn new(input: &'a BatchInput<'a>) -> Result<Shared<'a>, BatchError> {
+        let market = input.market;
+        if market.symbols.len() > MAX_SYMBOLS {
+            return Err(BatchError::Unsupported(format!(
+                "the SIMD kernel trades at most {MAX_SYMBOLS} symbols, the market has {}",
+                market.symbols.len()
+            )));
+        }
+        let tables = reference::tables_for(market, input.brackets)?;
+        let fallback = |mark: &[f64], last: &[f64]| -> Vec<f64> {
+            mark.iter()
+                .zip(last)
+                .map(|(&m, &l)| if m.is_finite() { m } else { l })
+                .collect()
+        };
+        let mut rule_params: Vec<usize> = input
+            .spec
+            .rules
+            .iter()
+            .flat_map(|(_, rule)| rule.reads().params.iter().copied())
+            .collect();
+        rule_params.sort_unstable();
+        rule_params.dedup();
+        Ok(Shared {
+            input,
+            market,
+            tables,
+            spans: market.symbols.iter().map(|s| valid_span(s.close)).collect(),
+            mark_open: market
+                .symbols
+                .iter()
+                .map(|s| fallback(s.mark_open, s.open))
+                .collect(),
+            mark_high: market
+                .symbols
+                .iter()
+                .map(|s| fallback(s.mark_high, s.high))
+                .collect(),
+            mark_low: market
+                .symbols
+                .iter()
+                .map(|s| fallback(s.mark_low, s.low))
+                .collect(),
+            rule_params,
+            margin_mode: input.spec.risk.margin_mode,
+            fill: input.spec.execution.fill,
+        })
+    }
+
+    fn resolve(&self, set: &ParamSet, index: usize) -> Result<ResolvedSpec, BatchError> {
+        self.input
+            .spec
+            .resolve(set)
+            .map_err(|source| BatchError::Resolve { index, source })
+    }
+
+    fn plan(&self, set: &ParamSet, index: usize) -> Result<SetPlan, BatchError> {
+        let r = self.resolve(set, index)?;
+        let mut task_key = match r.execution.funding {
+            Funding::FromData => vec![0],
+            Funding::Disabled => vec![1],
+            Funding::ConstantRatePer8h(rate) => vec![2, rate.to_bits()],
+        };
+        for ind in &r.indicators {
+            task_key.extend(ind.args.iter().map(|(_, v)| v.to_bits()));
+        }
+        let signal_key = self
+            .rule_params
+            .iter()
+            .map(|&p| set.values[p].as_f64().unwrap_or(f64::NAN).to_bits())
+            .collect();
+        let p = reference::sim_params(&r, self.input.initial_capital);
+        let mut caps = [f64::INFINITY; MAX_SYMBOLS];
+        for (s, sym) in self.market.symbols.iter().enumerate() {
+            caps[s] = r
+                .risk
+                .max_leverage
+                .get(sym.name)
+                .map_or(f64::INFINITY, |&c| f64::from(c));
+        }
+        Ok(SetPlan {
+            task_key,
+            signal_key,
+            lane: LaneParams {
+                leverage: p.leverage,
+                position_size: p.position_size,
+                max_concurrent: p.max_concurrent_positions,
+                stop_loss: p.stop_loss.unwrap_or(f64::NAN),
+                take_profit: p.take_profit.unwrap_or(f64::NAN),
+                taker_fee: p.taker_fee,
+                slippage: p.slippage,
+                caps,
+            },
+        })
+    }
+}
+
+/// Indicator columns of one symbol (NaN outside its data), by output slot.
+fn compute_indicators(
+    r: &ResolvedSpec,
+    slots: usize,
+    sym: &reference::MarketSymbol<'_>,
+    span: Option<(usize, usize)>,
+) -> Result<Vec<Vec<f64>>, BatchError> {
+    let n = sym.close.len();
+    let mut columns = vec![vec![f64::NAN; n]; slots];
+    let Some((first, last)) = span else {
+        return Ok(columns);
+    };
+    let range = first..last + 1;
+    let bars = BarColumns {
+        open: &sym.open[range.clone()],
+        high: &sym.high[range.clone()],
+        low: &sym.low[range.clone()],
+        close: &sym.close[range.clone()],
+        volume: &sym.volume[range.clone()],
+    };
+    for ind in &r.indicators {
+        let k = ind.output_names.len();
+        let mut outputs: Vec<&mut [f64]> = columns[ind.first_slot..ind.first_slot + k]
+            .iter_mut()
+            .map(|v| &mut v[range.clone()])
+            .collect();
+        compute_one(ind, &bars, &mut outputs).map_err(|detail| {
+            BatchError::Reference(reference::ReferenceError::Indicator {
+                symbol: sym.name.to_string(),
+                indicator: ind.name.clone(),
+                detail,
+            })
+        })?;
+    }
+    Ok(columns)
+}
+
+/// A streaming implementation when there is one for these arguments, else TA-Lib.
+fn compute_one(
+    ind: &ResolvedIndicator,
+    bars: &BarColumns<'_>,
+    outputs: &mut [&mut [f64]],
+) -> Result<(), String> {
+    if indicators::supports(&ind.function) && indicators::check(&ind.function, &ind.args).is_ok() {
+        return indicators::compute(ind, bars, outputs).map_err(|e| e.to_string());
+    }
+    talib_fallback(ind, bars, outputs)
+}
+
+#[cfg(feature = "talib")]
+fn talib_fallback(
+    ind: &ResolvedIndicator,
+    bars: &BarColumns<'_>,
+    outputs: &mut [&mut [f64]],
+) -> Result<(), String> {
+    ind.compute(bars, outputs).map_err(|e| e.to_string())
+}
+
+#[cfg(not(feature = "talib"))]
+fn talib_fallback(
+    ind: &ResolvedIndicator,
+    _bars: &BarColumns<'_>,
+    _outputs: &mut [&mut [f64]],
+) -> Result<(), String> {
+    Err(format!(
+        "{} has no streaming implementation for these arguments and this build has no TA-Lib",
+        ind.function
     ))
+}
+
+/// The signal codes of one symbol for one bound rule set: 0 outside the symbol's data.
+fn signal_codes(
+    r: &ResolvedSpec,
+    sym: &reference::MarketSymbol<'_>,
+    span: Option<(usize, usize)>,
+    columns: &[Vec<f64>],
+    scratch: &mut [Vec<bool>; 4],
+    out: &mut [u8],
+) -> Result<(), BatchError> {
+    out.fill(0);
+    let Some((first, last)) = span else {
+        return Ok(());
+    };
+    let range = first..last + 1;
+    let len = range.len();
+    let bars = BarColumns {
+        open: &sym.open[range.clone()],
+        high: &sym.high[range.clone()],
+        low: &sym.low[range.clone()],
+        close: &sym.close[range.clone()],
+        volume: &sym.volume[range.clone()],
+    };
+    let slices: Vec<&[f64]> = columns.iter().map(|c| &c[range.clone()]).collect();
+    let inputs = RuleInputs {
+        bars,
+        indicators: &slices,
+    };
+    let rules: [(&'static str, &Option<BoundRule>); 4] = [
+        ("long_entry", &r.rules.long_entry),
+        ("long_exit", &r.rules.long_exit),
+        ("short_entry", &r.rules.short_entry),
+        ("short_exit", &r.rules.short_exit),
+    ];
+    for ((name, rule), dest) in rules.into_iter().zip(scratch.iter_mut()) {
+        dest.clear();
+        dest.resize(len, false);
+        if let Some(rule) = rule {
+            rule.eval_into(&inputs, dest)
+                .map_err(|e| reference::ReferenceError::Rule {
+                    symbol: sym.name.to_string(),
+                    rule: name,
+                    detail: e.to_string(),
+                })?;
+        }
+    }
+    for (i, c) in out[range].iter_mut().enumerate() {
+        // §2.2: no decision on a bar without data.
+        if sym.close[first + i].is_finite() {
+            *c = code::of(scratch[0][i], scratch[1][i], scratch[2][i], scratch[3][i]);
+        }
+    }
+    Ok(())
+}
+
+/// One task: sets sharing indicators and funding.
+fn run_task<L: Lanes>(
+    shared: &Shared<'_>,
+    sets: &[ParamSet],
+    plans: &[SetPlan],
+    task: &[usize],
+    trace: bool,
+) -> Result<(Vec<Metrics>, Vec<TradeLog>), BatchError> {
+    let market = shared.market;
+    let ns = market.symbols.len();
+    let n = market.open_time.len();
+    let first = shared.resolve(&sets[task[0]], task[0])?;
+    let slots = shared.input.spec.output_slot_count();
+    let columns: Vec<Vec<Vec<f64>>> = market
+        .symbols
+        .iter()
+        .zip(&shared.spans)
+        .map(|(sym, &span)| compute_indicators(&first, slots, sym, span))
+        .collect::<Result<_, _>>()?;
+    // Signal codes per distinct signal key: codes[k][s] has one byte per bar.
+    let mut key_of_set: Vec<usize> = Vec::with_capacity(task.len());
+    let mut codes: Vec<Vec<Vec<u8>>> = Vec::new();
+    let mut known: HashMap<&[u64], usize> = HashMap::new();
+    let mut scratch: [Vec<bool>; 4] = Default::default();
+    for &i in task {
+        let key = plans[i].signal_key.as_slice();
+        let k = match known.get(key) {
+            Some(&k) => k,
+            None => {
+                let r = shared.resolve(&sets[i], i)?;
+                let mut per_symbol = vec![vec![0u8; n]; ns];
+                for (s, sym) in market.symbols.iter().enumerate() {
+                    signal_codes(
+                        &r,
+                        sym,
+                        shared.spans[s],
+                        &columns[s],
+                        &mut scratch,
+                        &mut per_symbol[s],
+                    )?;
+                }
+                codes.push(per_symbol);
+                known.insert(key, codes.len() - 1);
+                codes.len() - 1
+            }
+        };
+        key_of_set.push(k);
+    }
+    drop(columns);
+    // Funding events per symbol under this task's setting.
+    let funding = reference::funding_events(&first, market);
+    let nw = shared.input.windows.len();
+    let mut rows = vec![Metrics::default(); task.len() * nw];
+    let mut logs: Vec<TradeLog> = vec![Vec::new(); if trace { task.len() } else { 0 }];
+    for (w, window) in shared.input.windows.windows().iter().enumerate() {
+        let ctx = WindowCtx::new(shared, &funding, window.start, window.end);
+        for (b, chunk) in task.chunks(L::W).enumerate() {
+            let mut lanes = [LaneParams {
+                caps: [f64::INFINITY; MAX_SYMBOLS],
+                ..plans[chunk[0]].lane
+            }; 8];
+            let mut lane_codes: [&[Vec<u8>]; 8] = [&codes[key_of_set[b * L::W]]; 8];
+            for (l, &i) in chunk.iter().enumerate() {
+                lanes[l] = plans[i].lane;
+                lane_codes[l] = &codes[key_of_set[b * L::W + l]];
+            }
+            for l in chunk.len()..L::W {
+                lanes[l] = lanes[0];
+                lane_codes[l] = lane_codes[0];
+            }
+            let mut block_logs: [TradeLog; 8] = Default::default();
+            let log_this = trace && w == 0;
+            let accs = simulate_block::<L>(
+                &ctx,
+                &lanes[..L::W],
+                &lane_codes[..L::W],
+                if log_this {
+                    Some(&mut block_logs[..L::W])
+                } else {
+                    None
+                },
+            );
+            for l in 0..chunk.len() {
+                let k = b * L::W + l;
+                rows[k * nw + w] = accs[l].finish(market.interval_ms);
+                if log_this {
+                    logs[k] = std::mem::take(&mut block_logs[l]);
+                }
+            }
+        }
+    }
+    Ok((rows, logs))
+}
+
+/// One window's view of the market.
+struct WindowCtx<'s> {
+    shared: &'s Shared<'s>,
+    start: usize,
+    end: usize,
+    /// Last bar with data per symbol inside the window.
+    last_valid: [usize; MAX_SYMBOLS],
+    /// Funding events per symbol inside the window (absolute bars).
+    funding: Vec<Vec<FundingAt>>,
+    /// Bars where some symbol has no data between its first and last bar (vector path off).
+    holes: Vec<bool>,
+}
+
+impl<'s> WindowCtx<'s> {
+    fn new(
+        shared: &'s Shared<'s>,
+        funding: &[Vec<FundingAt>],
+        start: usize,
+        end: usize,
+    ) -> WindowCtx<'s> {
+        let mut last_valid = [usize::MAX; MAX_SYMBOLS];
+        let mut holes = vec![false; end - start];
+        for (s, sym) in shared.market.symbols.iter().enumerate() {
+            let window = &sym.close[start..end];
+            if let Some(last) = window.iter().rposition(|c| c.is_finite()) {
+                last_valid[s] = start + last;
+                let first = window.iter().position(|c| c.is_finite()).unwrap_or(0);
+                for (i, c) in window.iter().enumerate().take(last).skip(first) {
+                    if !c.is_finite() {
+                        holes[i] = true;
+                    }
+                }
+            }
+        }
+        WindowCtx {
+            shared,
+            start,
+            end,
+            last_valid,
+            funding: funding
+                .iter()
+                .map(|events| {
+                    events
+                        .iter()
+                        .filter(|e| (start..end).contains(&(e.bar as usize)))
+                        .copied()
+                        .collect()
+                })
+                .collect(),
+            holes,
+        }
+    }
+}
+
+/// The reference's position (engine::sim `Position`), one lane's copy.
+#[derive(Clone, Copy, Debug)]
+struct Position {
+    side: Side,
+    qty: f64,
+    entry_price: f64,
+    entry_bar: usize,
+    margin: f64,
+    leverage: f64,
+    notional: f64,
+    mmr: f64,
+    cum: f64,
+    entry_fee: f64,
+    funding: f64,
+    worst: f64,
+    best: f64,
+    stop_price: Option<f64>,
+    tp_price: Option<f64>,
+}
+
+impl Position {
+    fn upnl(&self, price: f64) -> f64 {
+        self.side.sign() * self.qty * (price - self.entry_price)
+    }
+
+    fn isolated_liq_price(&self) -> f64 {
+        let q = self.qty;
+        match self.side {
+            Side::Long => (q * self.entry_price - self.margin - self.cum) / (q * (1.0 - self.mmr)),
+            Side::Short => (q * self.entry_price + self.margin + self.cum) / (q * (1.0 + self.mmr)),
+        }
+    }
+
+    fn see(&mut self, low: f64, high: f64) {
+        match self.side {
+            Side::Long => {
+                self.worst = self.worst.min(low);
+                self.best = self.best.max(high);
+            }
+            Side::Short => {
+                self.worst = self.worst.max(high);
+                self.best = self.best.min(low);
+            }
+        }
+    }
+}
+
+/// The side a symbol should hold after a signal (engine::sim `Target`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Target {
+    Flat,
+    Long,
+    Short,
+}
+
+/// §2.2 from a signal code: engine::sim `target`, bit for bit.
+fn target(c: u8, side: Option<Side>, is_last: bool) -> Option<Target> {
+    let has = |bit: u8| c & bit != 0;
+    match side {
+        Some(Side::Long) if has(code::ENTER_SHORT) && !is_last => Some(Target::Short),
+        Some(Side::Long) if has(code::EXIT_LONG) => Some(Target::Flat),
+        Some(Side::Short) if has(code::ENTER_LONG) && !is_last => Some(Target::Long),
+        Some(Side::Short) if has(code::EXIT_SHORT) => Some(Target::Flat),
+        None if is_last => None,
+        None if has(code::ENTER_LONG) => Some(Target::Long),
+        None if has(code::ENTER_SHORT) => Some(Target::Short),
+        _ => None,
+    }
+}
+
+/// All lanes' state for one symbol (the fields of [`Position`] as vectors, plus values the
+/// vector path caches: `sgnqty = sign x qty`, the isolated liquidation price and the bracket
+/// last used for the cross maintenance margin).
+#[derive(Clone, Copy)]
+struct PosLanes<L: Lanes> {
+    open: L,
+    long: L,
+    sgnqty: L,
+    qty: L,
+    entry: L,
+    worst: L,
+    best: L,
+    stop: L,
+    tp: L,
+    liq: L,
+    bracket_floor: L,
+    bracket_cap: L,
+    bracket_mmr: L,
+    bracket_cum: L,
+    funding: L,
+    margin: L,
+    // Scalar-only fields.
+    side: [Option<Side>; 8],
+    entry_bar: [usize; 8],
+    leverage: [f64; 8],
+    notional: [f64; 8],
+    mmr: [f64; 8],
+    cum: [f64; 8],
+    entry_fee: [f64; 8],
+    stop_price: [Option<f64>; 8],
+    tp_price: [Option<f64>; 8],
+}
+
+impl<L: Lanes> PosLanes<L> {
+    fn flat() -> Self {
+        let z = L::splat(0.0);
+        let nan = L::splat(f64::NAN);
+        PosLanes {
+            open: z,
+            long: z,
+            sgnqty: z,
+            qty: z,
+            entry: z,
+            worst: z,
+            best: z,
+            stop: nan,
+            tp: nan,
+            liq: nan,
+            bracket_floor: z,
+            bracket_cap: z,
+            bracket_mmr: z,
+            bracket_cum: z,
+            funding: z,
+            margin: z,
+            side: [None; 8],
+            entry_bar: [0; 8],
+            leverage: [0.0; 8],
+            notional: [0.0; 8],
+            mmr: [0.0; 8],
+            cum: [0.0; 8],
+            entry_fee: [0.0; 8],
+            stop_price: [None; 8],
+            tp_price: [None; 8],
+        }
+    }
+
+    fn load(&self, l: usize) -> Option<Position> {
+        let side = self.side[l]?;
+        Some(Position {
+            side,
+            qty: self.qty.get(l),
+            entry_price: self.entry.get(l),
+            entry_bar: self.entry_bar[l],
+            margin: self.margin.get(l),
+            leverage: self.leverage[l],
+            notional: self.notional[l],
+            mmr: self.mmr[l],
+            cum: self.cum[l],
+            entry_fee: self.entry_fee[l],
+            funding: self.funding.get(l),
+            worst: self.worst.get(l),
+            best: self.best.get(l),
+            stop_price: self.stop_price[l],
+            tp_price: self.tp_price[l],
+        })
+    }
+
+    /// Writes one lane back; `bracket_notional` picks the cached bracket (cross margin).
+    fn store(
+        &mut self,
+        l: usize,
+        pos: Option<Position>,
+        mode: MarginMode,
+        table: &BracketTable,
+        bracket_notional: f64,
+    ) {
+        let Some(p) = pos else {
+            self.side[l] = None;
+            for v in [
+                &mut self.open,
+                &mut self.long,
+                &mut self.sgnqty,
+                &mut self.qty,
+                &mut self.entry,
+                &mut self.margin,
+                &mut self.funding,
+            ] {
+                v.set(l, 0.0);
+            }
+            self.stop.set(l, f64::NAN);
+            self.tp.set(l, f64::NAN);
+            self.liq.set(l, f64::NAN);
+            return;
+        };
+        self.side[l] = Some(p.side);
+        self.open.set(l, TRUE);
+        self.long
+            .set(l, if p.side == Side::Long { TRUE } else { 0.0 });
+        self.sgnqty.set(l, p.side.sign() * p.qty);
+        self.qty.set(l, p.qty);
+        self.entry.set(l, p.entry_price);
+        self.margin.set(l, p.margin);
+        self.funding.set(l, p.funding);
+        self.worst.set(l, p.worst);
+        self.best.set(l, p.best);
+        self.stop.set(l, p.stop_price.unwrap_or(f64::NAN));
+        self.tp.set(l, p.tp_price.unwrap_or(f64::NAN));
+        self.liq.set(
+            l,
+            match mode {
+                MarginMode::Isolated => p.isolated_liq_price(),
+                MarginMode::Cross => f64::NAN,
+            },
+        );
+        self.entry_bar[l] = p.entry_bar;
+        self.leverage[l] = p.leverage;
+        self.notional[l] = p.notional;
+        self.mmr[l] = p.mmr;
+        self.cum[l] = p.cum;
+        self.entry_fee[l] = p.entry_fee;
+        self.stop_price[l] = p.stop_price;
+        self.tp_price[l] = p.tp_price;
+        self.cache_bracket(l, table, bracket_notional);
+    }
+
+    fn cache_bracket(&mut self, l: usize, table: &BracketTable, notional: f64) {
+        let i = table
+            .brackets
+            .iter()
+            .position(|b| notional <= b.notional_cap)
+            .unwrap_or(table.brackets.len() - 1);
+        let b = &table.brackets[i];
+        // for_notional picks the first tier whose cap holds the notional: the previous
+        // tier's cap is this one's exclusive floor.
+        let floor = if i == 0 {
+            f64::NEG_INFINITY
+        } else {
+            table.brackets[i - 1].notional_cap
+        };
+        let cap = if i + 1 == table.brackets.len() {
+            f64::INFINITY
+        } else {
+            b.notional_cap
+        };
+        self.bracket_floor.set(l, floor);
+        self.bracket_cap.set(l, cap);
+        self.bracket_mmr.set(l, b.mmr);
+        self.bracket_cum.set(l, b.cum);
+    }
+}
+
+/// A block of `W` lanes: account, positions, metric sums.
+struct Block<L: Lanes> {
+    wallet: L,
+    pos: [PosLanes<L>; MAX_SYMBOLS],
+    peak: L,
+    max_dd: L,
+    prev: L,
+    sum: L,
+    sum_sq: L,
+    down_sq: L,
+    count: L,
+    exposed: L,
+    funding: L,
+    equity: L,
+    /// Trade sums per lane (scalar: they change only on events).
+    trades: [MetricsAcc; 8],
+    pending: [[Option<Target>; MAX_SYMBOLS]; 8],
+    any_pending: u32,
+}
+
+/// Simulates one block of lanes over a window; returns each lane's metric sums.
+fn simulate_block<L: Lanes>(
+    ctx: &WindowCtx<'_>,
+    lanes: &[LaneParams],
+    codes: &[&[Vec<u8>]],
+    mut logs: Option<&mut [TradeLog]>,
+) -> [MetricsAcc; 8] {
+    let shared = ctx.shared;
+    let market = shared.market;
+    let syms = &market.symbols;
+    let ns = syms.len();
+    let w = L::W;
+    let capital = shared.input.initial_capital;
+    let mut blk = Block::<L> {
+        wallet: L::splat(capital),
+        pos: [PosLanes::flat(); MAX_SYMBOLS],
+        peak: L::splat(capital),
+        max_dd: L::splat(0.0),
+        prev: L::splat(capital),
+        sum: L::splat(0.0),
+        sum_sq: L::splat(0.0),
+        down_sq: L::splat(0.0),
+        count: L::splat(0.0),
+        exposed: L::splat(0.0),
+        funding: L::splat(0.0),
+        equity: L::splat(capital),
+        trades: [MetricsAcc::new(capital); 8],
+        pending: [[None; MAX_SYMBOLS]; 8],
+        any_pending: 0,
+    };
+    let trace = logs.is_some();
+    let mut cursor = [0usize; MAX_SYMBOLS];
+    let zero = L::splat(0.0);
+    let one = L::splat(1.0);
+    for t in ctx.start..ctx.end {
+        let hole = ctx.holes[t - ctx.start];
+        // (1) §2.1: orders from the previous close fill at this open, closes first.
+        if shared.fill == FillPrice::NextOpen && blk.any_pending != 0 {
+            let mask = std::mem::take(&mut blk.any_pending);
+            for l in 0..w {
+                if mask & (1 << l) != 0 {
+                    let targets = std::mem::take(&mut blk.pending[l]);
+                    let mut view = LaneView::load(&blk, ctx, l, &lanes[l]);
+                    view.execute(
+                        &targets,
+                        t,
+                        |s| syms[s].open[t],
+                        &mut blk.trades[l],
+                        log_of(&mut logs, l),
+                    );
+                    view.store(&mut blk, ctx, t);
+                }
+            }
+        }
+        // (2) §2.6: funding on the positions open after the opening fills.
+        let mut paid = zero;
+        for s in 0..ns {
+            let events = &ctx.funding[s];
+            let c = &mut cursor[s];
+            while *c < events.len() && (events[*c].bar as usize) < t {
+                *c += 1;
+            }
+            while *c < events.len() && events[*c].bar as usize == t {
+                let p = &mut blk.pos[s];
+                let price = L::splat(shared.mark_open[s][t]);
+                let rate = L::splat(events[*c].rate);
+                let pay = L::blend(p.open, p.sgnqty * price * rate, zero);
+                p.funding = p.funding + pay;
+                blk.wallet = blk.wallet - pay;
+                paid = paid + pay;
+                *c += 1;
+            }
+        }
+        // (3) §2.7: intrabar triggers; lanes with one run the reference's intrabar.
+        let mut any_open = zero;
+        for p in &blk.pos[..ns] {
+            any_open = any_open | p.open;
+        }
+        let open_mask = any_open.bitmask();
+        if open_mask != 0 {
+            let mut slow = if hole { open_mask } else { 0 };
+            let mut balance = blk.wallet;
+            let mut mm = zero;
+            let mut uncertain = zero;
+            for (s, p) in blk.pos[..ns].iter().enumerate() {
+                let (low, high) = (L::splat(syms[s].low[t]), L::splat(syms[s].high[t]));
+                let (ml, mh) = (
+                    L::splat(shared.mark_low[s][t]),
+                    L::splat(shared.mark_high[s][t]),
+                );
+                let long = p.long & p.open;
+                let short = L::blend(p.long, zero, p.open);
+                let stop_hit = (long & low.le(p.stop)) | (short & high.ge(p.stop));
+                let tp_hit = (long & high.ge(p.tp)) | (short & low.le(p.tp));
+                let mut hit = stop_hit | tp_hit;
+                match shared.margin_mode {
+                    MarginMode::Isolated => {
+                        let liq_hit =
+                            (long & p.liq.gt(zero) & ml.le(p.liq)) | (short & mh.ge(p.liq));
+                        hit = hit | liq_hit;
+                    }
+                    MarginMode::Cross => {
+                        let worst = L::blend(p.long, ml, mh);
+                        balance = balance + L::blend(p.open, p.sgnqty * (worst - p.entry), zero);
+                        let notional = p.qty * worst;
+                        uncertain = uncertain
+                            | (p.open
+                                & (notional.le(p.bracket_floor) | notional.gt(p.bracket_cap)));
+                        mm = mm + L::blend(p.open, notional * p.bracket_mmr - p.bracket_cum, zero);
+                    }
+                }
+                slow |= hit.bitmask();
+            }
+            if shared.margin_mode == MarginMode::Cross {
+                // Liquidated unless mm == 0 or balance > mm (engine::sim cross_liquidation).
+                let safe = mm.le(zero) & mm.ge(zero) | balance.gt(mm);
+                slow |= open_mask & !safe.bitmask() | uncertain.bitmask();
+            }
+            slow &= open_mask;
+            if trace {
+                // MAE/MFE extremes of the lanes that stay on the vector path (engine::sim
+                // `see(low, high)` at the end of intrabar); event lanes do it in `intrabar`.
+                for l in (0..w).filter(|l| (open_mask & !slow) & (1 << l) != 0) {
+                    for (s, p) in blk.pos[..ns].iter_mut().enumerate() {
+                        if let Some(mut pos) = p.load(l) {
+                            pos.see(syms[s].low[t], syms[s].high[t]);
+                            p.worst.set(l, pos.worst);
+                            p.best.set(l, pos.best);
+                        }
+                    }
+                }
+            }
+            if slow != 0 {
+                for l in 0..w {
+                    if slow & (1 << l) != 0 {
+                        let mut view = LaneView::load(&blk, ctx, l, &lanes[l]);
+                        view.intrabar(t, &mut blk.trades[l], log_of(&mut logs, l));
+                        view.store(&mut blk, ctx, t);
+                    }
+                }
+            }
+        }
+        // (4) §2.2: signals at the close; (§2.8) a symbol's last bar closes what is open.
+        let mut act = 0u32;
+        for l in 0..w {
+            let lane_codes = codes[l];
+            for s in 0..ns {
+                let c = lane_codes[s][t];
+                let wants = match blk.pos[s].side[l] {
+                    None => c & (code::ENTER_LONG | code::ENTER_SHORT),
+                    Some(Side::Long) => c & code::EXIT_LONG,
+                    Some(Side::Short) => c & code::EXIT_SHORT,
+                };
+                let last_open = ctx.last_valid[s] == t && blk.pos[s].side[l].is_some();
+                if wants != 0 || last_open {
+                    act |= 1 << l;
+                }
+            }
+        }
+        if act != 0 {
+            for l in 0..w {
+                if act & (1 << l) == 0 {
+                    continue;
+                }
+                let mut view = LaneView::load(&blk, ctx, l, &lanes[l]);
+                let mut targets = [None; MAX_SYMBOLS];
+                for (s, sym) in syms.iter().enumerate() {
+                    if !sym.close[t].is_finite() {
+                        continue;
+                    }
+                    let is_last = ctx.last_valid[s] == t;
+                    targets[s] = target(codes[l][s][t], view.pos[s].map(|p| p.side), is_last);
+                }
+                match shared.fill {
+                    FillPrice::Close => {
+                        view.execute(
+                            &targets,
+                            t,
+                            |s| syms[s].close[t],
+                            &mut blk.trades[l],
+                            log_of(&mut logs, l),
+                        );
+                    }
+                    FillPrice::NextOpen => {
+                        for (s, tg) in targets.iter().enumerate().take(ns) {
+                            let next_valid = t + 1 < ctx.end && syms[s].close[t + 1].is_finite();
+                            if next_valid && tg.is_some() {
+                                blk.pending[l][s] = *tg;
+                                blk.any_pending |= 1 << l;
+                            }
+                        }
+                    }
+                }
+                for (s, sym) in syms.iter().enumerate() {
+                    if ctx.last_valid[s] == t && view.pos[s].is_some() {
+                        view.close(
+                            s,
+                            t,
+                            sym.close[t],
+                            ExitReason::End,
+                            &mut blk.trades[l],
+                            log_of(&mut logs, l),
+                        );
+                    }
+                }
+                view.store(&mut blk, ctx, t);
+            }
+        }
+        // (5) §2.9: equity, margin use and drawdown at the close; MetricsAcc::bar per lane.
+        let mut equity = blk.wallet;
+        let mut open = zero;
+        for (s, p) in blk.pos[..ns].iter().enumerate() {
+            let close = L::splat(syms[s].close[t]);
+            equity = equity + L::blend(p.open, p.sgnqty * (close - p.entry), zero);
+            open = open | p.open;
+        }
+        blk.equity = equity;
+        if (equity.nan_mask() | paid.nan_mask()).bitmask() != 0 {
+            // A hole in the data reached the equity: the reference's scalar rules apply.
+            for l in 0..w {
+                let e = equity.get(l);
+                let peak = blk.peak.get(l).max(e);
+                blk.peak.set(l, peak);
+                let mut acc = blk.lane_acc(l);
+                let used: f64 = (0..ns).map(|s| blk.pos[s].margin.get(l)).sum();
+                let usage = if e > 0.0 { used / e } else { 0.0 };
+                let dd = if peak > 0.0 { 1.0 - e / peak } else { 0.0 };
+                acc.bar(e, dd, usage, paid.get(l));
+                blk.set_lane_acc(l, &acc);
+            }
+            continue;
+        }
+        blk.peak = blk.peak.max(equity);
+        let dd = L::blend(blk.peak.gt(zero), one - equity / blk.peak, zero);
+        blk.max_dd = blk.max_dd.max(dd);
+        let has_prev = blk.prev.gt(zero);
+        let ret = equity / blk.prev - one;
+        blk.sum = L::blend(has_prev, blk.sum + ret, blk.sum);
+        blk.sum_sq = L::blend(has_prev, blk.sum_sq + ret * ret, blk.sum_sq);
+        let down = ret.min(zero);
+        blk.down_sq = L::blend(has_prev, blk.down_sq + down * down, blk.down_sq);
+        blk.count = L::blend(has_prev, blk.count + one, blk.count);
+        blk.prev = equity;
+        blk.exposed = L::blend(open & equity.gt(zero), blk.exposed + one, blk.exposed);
+        blk.funding = blk.funding + paid;
+    }
+    let bars = (ctx.end - ctx.start) as u64;
+    let mut out = [MetricsAcc::new(capital); 8];
+    for (l, acc) in out.iter_mut().enumerate().take(w) {
+        *acc = blk.lane_acc(l);
+        acc.bars = bars;
+    }
+    out
+}
+
+fn log_of<'a>(logs: &'a mut Option<&mut [TradeLog]>, l: usize) -> Option<&'a mut TradeLog> {
+    logs.as_deref_mut().map(|v| &mut v[l])
+}
+
+impl<L: Lanes> Block<L> {
+    /// One lane's metric sums.
+    fn lane_acc(&self, l: usize) -> MetricsAcc {
+        let t = &self.trades[l];
+        MetricsAcc {
+            initial: t.initial,
+            prev: self.prev.get(l),
+            bars: 0,
+            final_equity: self.equity.get(l),
+            max_drawdown: self.max_dd.get(l),
+            sum: self.sum.get(l),
+            sum_sq: self.sum_sq.get(l),
+            down_sq: self.down_sq.get(l),
+            count: self.count.get(l) as u64,
+            exposed: self.exposed.get(l) as u64,
+            funding: self.funding.get(l),
+            ..*t
+        }
+    }
+
+    fn set_lane_acc(&mut self, l: usize, acc: &MetricsAcc) {
+        self.prev.set(l, acc.prev);
+        self.equity.set(l, acc.final_equity);
+        self.max_dd.set(l, acc.max_drawdown);
+        self.sum.set(l, acc.sum);
+        self.sum_sq.set(l, acc.sum_sq);
+        self.down_sq.set(l, acc.down_sq);
+        self.count.set(l, acc.count as f64);
+        self.exposed.set(l, acc.exposed as f64);
+        self.funding.set(l, acc.funding);
+    }
+}
+
+/// One lane's account as the reference holds it: engine::sim `State`, method by method.
+struct LaneView<'c, 's> {
+    ctx: &'c WindowCtx<'s>,
+    p: &'c LaneParams,
+    lane: usize,
+    wallet: f64,
+    pos: [Option<Position>; MAX_SYMBOLS],
+}
+
+impl<'c, 's> LaneView<'c, 's> {
+    fn load<L: Lanes>(blk: &Block<L>, ctx: &'c WindowCtx<'s>, l: usize, p: &'c LaneParams) -> Self {
+        let mut pos = [None; MAX_SYMBOLS];
+        for (s, slot) in pos
+            .iter_mut()
+            .enumerate()
+            .take(ctx.shared.market.symbols.len())
+        {
+            *slot = blk.pos[s].load(l);
+        }
+        LaneView {
+            ctx,
+            p,
+            lane: l,
+            wallet: blk.wallet.get(l),
+            pos,
+        }
+    }
+
+    fn store<L: Lanes>(&self, blk: &mut Block<L>, ctx: &WindowCtx<'_>, t: usize) {
+        let shared = ctx.shared;
+        blk.wallet.set(self.lane, self.wallet);
+        for s in 0..shared.market.symbols.len() {
+            // Cache the bracket of the notional at this bar's worst mark for the vector test.
+            let worst = match self.pos[s].map(|p| p.side) {
+                Some(Side::Long) => shared.mark_low[s][t],
+                _ => shared.mark_high[s][t],
+            };
+            let notional = self.pos[s].map_or(0.0, |p| p.qty * worst);
+            blk.pos[s].store(
+                self.lane,
+                self.pos[s],
+                shared.margin_mode,
+                shared.tables[s],
+                notional,
+            );
+        }
+    }
+
+    fn nsym(&self) -> usize {
+        self.ctx.shared.market.symbols.len()
+    }
+
+    /// §2.2: engine::sim `execute`.
+    fn execute(
+        &mut self,
+        targets: &[Option<Target>; MAX_SYMBOLS],
+        t: usize,
+        price: impl Fn(usize) -> f64,
+        acc: &mut MetricsAcc,
+        mut log: Option<&mut TradeLog>,
+    ) {
+        let ns = self.nsym();
+        for s in 0..ns {
+            let (Some(tg), Some(pos)) = (targets[s], self.pos[s].as_mut()) else {
+                continue;
+            };
+            let keep = matches!(
+                (tg, pos.side),
+                (Target::Long, Side::Long) | (Target::Short, Side::Short)
+            );
+            if !keep {
+                let px = price(s);
+                pos.see(px, px);
+                self.close(s, t, px, ExitReason::Signal, acc, log.as_deref_mut());
+            }
+        }
+        for s in 0..ns {
+            let side = match targets[s] {
+                Some(Target::Long) => Side::Long,
+                Some(Target::Short) => Side::Short,
+                _ => continue,
+            };
+            if self.pos[s].is_none() {
+                let mut prices = [0.0; MAX_SYMBOLS];
+                for (j, p) in prices.iter_mut().enumerate().take(ns) {
+                    *p = price(j);
+                }
+                self.open(s, t, side, &prices);
+            }
+        }
+    }
+
+    /// §2.3-2.4: engine::sim `open`.
+    fn open(&mut self, s: usize, t: usize, side: Side, prices: &[f64; MAX_SYMBOLS]) {
+        let p = self.p;
+        let table = self.ctx.shared.tables[s];
+        let ns = self.nsym();
+        if self.pos[..ns].iter().filter(|x| x.is_some()).count() >= p.max_concurrent {
+            return;
+        }
+        let mut upnl = 0.0;
+        let mut used = 0.0;
+        for (j, pos) in self.pos[..ns].iter().enumerate() {
+            if let Some(pos) = pos {
+                upnl += pos.upnl(prices[j]);
+                used += pos.margin;
+            }
+        }
+        let equity = self.wallet + upnl;
+        let margin = equity * p.position_size;
+        if margin.is_nan() || margin <= 0.0 {
+            return;
+        }
+        let leverage = table.max_leverage(margin, p.leverage.min(p.caps[s]));
+        let notional = margin * leverage;
+        let fee = notional * p.taker_fee;
+        let free = match self.ctx.shared.margin_mode {
+            MarginMode::Cross => equity - used,
+            MarginMode::Isolated => self.wallet - used,
+        };
+        if free < margin + fee {
+            return;
+        }
+        let entry_price = prices[s] * (1.0 + side.sign() * p.slippage);
+        let qty = notional / entry_price;
+        let bracket = table.for_notional(notional);
+        self.wallet -= fee;
+        let sign = side.sign();
+        let opt = |d: f64| if d.is_nan() { None } else { Some(d) };
+        self.pos[s] = Some(Position {
+            side,
+            qty,
+            entry_price,
+            entry_bar: t,
+            margin,
+            leverage,
+            notional,
+            mmr: bracket.mmr,
+            cum: bracket.cum,
+            entry_fee: fee,
+            funding: 0.0,
+            worst: entry_price,
+            best: entry_price,
+            stop_price: opt(p.stop_loss).map(|d| entry_price * (1.0 - sign * d)),
+            tp_price: opt(p.take_profit).map(|d| entry_price * (1.0 + sign * d)),
+        });
+    }
+
+    /// engine::sim `close`.
+    fn close(
+        &mut self,
+        s: usize,
+        t: usize,
+        raw_price: f64,
+        reason: ExitReason,
+        acc: &mut MetricsAcc,
+        log: Option<&mut TradeLog>,
+    ) {
+        let Some(pos) = self.pos[s].take() else {
+            return;
+        };
+        let exit_price = raw_price * (1.0 - pos.side.sign() * self.p.slippage);
+        let fee = pos.qty * exit_price * self.p.taker_fee;
+        let gross = pos.upnl(exit_price);
+        self.wallet += gross - fee;
+        self.record(s, t, pos, exit_price, gross, fee, 0.0, reason, acc, log);
+    }
+
+    /// engine::sim `record`: the trade's sums, and the trade itself when logging.
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        s: usize,
+        t: usize,
+        mut pos: Position,
+        exit_price: f64,
+        gross: f64,
+        exit_fee: f64,
+        liq_fee: f64,
+        reason: ExitReason,
+        acc: &mut MetricsAcc,
+        log: Option<&mut TradeLog>,
+    ) {
+        let fees = pos.entry_fee + exit_fee;
+        let pnl = gross - fees - liq_fee - pos.funding;
+        acc.trade(pnl, fees, reason == ExitReason::Liquidation);
+        let Some(log) = log else {
+            return;
+        };
+        pos.see(
+            exit_price.min(pos.entry_price),
+            exit_price.max(pos.entry_price),
+        );
+        let (mae, mfe) = match pos.side {
+            Side::Long => (
+                pos.worst / pos.entry_price - 1.0,
+                pos.best / pos.entry_price - 1.0,
+            ),
+            Side::Short => (
+                1.0 - pos.worst / pos.entry_price,
+                1.0 - pos.best / pos.entry_price,
+            ),
+        };
+        let times = self.ctx.shared.market.open_time;
+        let start = self.ctx.start;
+        log.push(Trade {
+            symbol: s,
+            side: pos.side,
+            entry_bar: pos.entry_bar - start,
+            exit_bar: t - start,
+            entry_time: times[pos.entry_bar],
+            exit_time: times[t],
+            entry_price: pos.entry_price,
+            exit_price,
+            qty: pos.qty,
+            notional: pos.notional,
+            leverage: pos.leverage,
+            margin: pos.margin,
+            fees,
+            liquidation_fee: liq_fee,
+            funding: pos.funding,
+            pnl,
+            return_on_margin: pnl / pos.margin,
+            exit_reason: reason,
+            mae: mae.min(0.0),
+            mfe: mfe.max(0.0),
+        });
+    }
+
+    /// §2.7: engine::sim `intrabar`.
+    fn intrabar(&mut self, t: usize, acc: &mut MetricsAcc, mut log: Option<&mut TradeLog>) {
+        let shared = self.ctx.shared;
+        let syms = &shared.market.symbols;
+        let ns = syms.len();
+        if self.pos[..ns].iter().all(Option::is_none) {
+            return;
+        }
+        let mut liq_price = [f64::NAN; MAX_SYMBOLS];
+        for (s, lp) in liq_price.iter_mut().enumerate().take(ns) {
+            *lp = match (&self.pos[s], shared.margin_mode) {
+                (Some(pos), MarginMode::Isolated) => pos.isolated_liq_price(),
+                (Some(pos), MarginMode::Cross) => self.cross_liq_price(s, pos, t),
+                (None, _) => f64::NAN,
+            };
+        }
+        let mut stop_hit = [false; MAX_SYMBOLS];
+        for (s, sym) in syms.iter().enumerate() {
+            let Some(pos) = self.pos[s].as_ref() else {
+                continue;
+            };
+            let Some(sp) = pos.stop_price else { continue };
+            let lp = liq_price[s];
+            let (hit, before_liq) = match pos.side {
+                Side::Long => (sym.low[t] <= sp, lp.is_nan() || lp <= 0.0 || sp > lp),
+                Side::Short => (sym.high[t] >= sp, sp < lp),
+            };
+            stop_hit[s] = hit;
+            if hit && before_liq {
+                self.stop_out(s, t, sp, ExitReason::StopLoss, acc, log.as_deref_mut());
+                stop_hit[s] = false;
+            }
+        }
+        match shared.margin_mode {
+            MarginMode::Isolated => {
+                for s in 0..ns {
+                    let Some(pos) = self.pos[s].as_ref() else {
+                        continue;
+                    };
+                    let lp = liq_price[s];
+                    let hit = match pos.side {
+                        Side::Long => lp > 0.0 && shared.mark_low[s][t] <= lp,
+                        Side::Short => shared.mark_high[s][t] >= lp,
+                    };
+                    if hit {
+                        self.liquidate_isolated(s, t, lp, acc, log.as_deref_mut());
+                        stop_hit[s] = false;
+                    }
+                }
+            }
+            MarginMode::Cross => {
+                if self.cross_liquidation(t, acc, log.as_deref_mut()) {
+                    stop_hit.iter_mut().for_each(|h| *h = false);
+                }
+            }
+        }
+        for (s, sym) in syms.iter().enumerate() {
+            let Some(pos) = self.pos[s].as_mut() else {
+                continue;
+            };
+            if stop_hit[s] {
+                let sp = pos.stop_price.unwrap_or(f64::NAN);
+                self.stop_out(s, t, sp, ExitReason::StopLoss, acc, log.as_deref_mut());
+                continue;
+            }
+            let tp_hit = pos.tp_price.is_some_and(|tp| match pos.side {
+                Side::Long => sym.high[t] >= tp,
+                Side::Short => sym.low[t] <= tp,
+            });
+            if tp_hit {
+                let tp = pos.tp_price.unwrap_or(f64::NAN);
+                pos.see(sym.low[t], sym.high[t]);
+                self.stop_out(s, t, tp, ExitReason::TakeProfit, acc, log.as_deref_mut());
+            } else {
+                pos.see(sym.low[t], sym.high[t]);
+            }
+        }
+    }
+
+    /// engine::sim `stop_out`.
+    fn stop_out(
+        &mut self,
+        s: usize,
+        t: usize,
+        trigger: f64,
+        reason: ExitReason,
+        acc: &mut MetricsAcc,
+        log: Option<&mut TradeLog>,
+    ) {
+        let sym = &self.ctx.shared.market.symbols[s];
+        let fill = self.ctx.shared.fill;
+        let Some(pos) = self.pos[s].as_mut() else {
+            return;
+        };
+        let open_before = pos.entry_bar < t || fill == FillPrice::Close;
+        let o = sym.open[t];
+        let gapped = open_before
+            && match (pos.side, reason) {
+                (Side::Long, ExitReason::StopLoss) | (Side::Short, ExitReason::TakeProfit) => {
+                    o < trigger
+                }
+                _ => o > trigger,
+            };
+        let px = if gapped { o } else { trigger };
+        if reason == ExitReason::StopLoss {
+            pos.see(px, px);
+        }
+        self.close(s, t, px, reason, acc, log);
+    }
+
+    /// engine::sim `liquidate_isolated`.
+    fn liquidate_isolated(
+        &mut self,
+        s: usize,
+        t: usize,
+        lp: f64,
+        acc: &mut MetricsAcc,
+        log: Option<&mut TradeLog>,
+    ) {
+        let Some(mut pos) = self.pos[s].take() else {
+            return;
+        };
+        pos.see(lp, lp);
+        let gross = pos.upnl(lp);
+        let liq_fee = pos.margin + gross;
+        self.wallet += gross - liq_fee;
+        self.record(
+            s,
+            t,
+            pos,
+            lp,
+            gross,
+            0.0,
+            liq_fee,
+            ExitReason::Liquidation,
+            acc,
+            log,
+        );
+    }
+
+    /// engine::sim `cross_liq_price`, the other positions at this bar's reference marks.
+    fn cross_liq_price(&self, s: usize, pos: &Position, t: usize) -> f64 {
+        let shared = self.ctx.shared;
+        let mut other_mm = 0.0;
+        let mut other_upnl = 0.0;
+        for (j, o) in self.pos[..self.nsym()].iter().enumerate() {
+            if let (true, Some(o)) = (j != s, o) {
+                let mark = shared.mark_open[j][t];
+                let notional = o.qty * mark;
+                other_mm += shared.tables[j].maintenance_margin(notional);
+                other_upnl += o.upnl(mark);
+            }
+        }
+        let side = pos.side.sign();
+        let q = pos.qty;
+        (self.wallet - other_mm + other_upnl + pos.cum - side * q * pos.entry_price)
+            / (q * pos.mmr - side * q)
+    }
+
+    /// engine::sim `cross_liquidation`.
+    fn cross_liquidation(
+        &mut self,
+        t: usize,
+        acc: &mut MetricsAcc,
+        mut log: Option<&mut TradeLog>,
+    ) -> bool {
+        let shared = self.ctx.shared;
+        let ns = self.nsym();
+        let mut balance = self.wallet;
+        let mut mm = 0.0;
+        let mut worst = [f64::NAN; MAX_SYMBOLS];
+        let mut mms = [0.0; MAX_SYMBOLS];
+        for s in 0..ns {
+            let Some(pos) = self.pos[s].as_ref() else {
+                continue;
+            };
+            let w = match pos.side {
+                Side::Long => shared.mark_low[s][t],
+                Side::Short => shared.mark_high[s][t],
+            };
+            worst[s] = w;
+            balance += pos.upnl(w);
+            mms[s] = shared.tables[s].maintenance_margin(pos.qty * w);
+            mm += mms[s];
+        }
+        if mm == 0.0 || balance > mm {
+            return false;
+        }
+        for s in 0..ns {
+            let Some(mut pos) = self.pos[s].take() else {
+                continue;
+            };
+            pos.see(worst[s], worst[s]);
+            let gross = pos.upnl(worst[s]);
+            let liq_fee = balance * mms[s] / mm;
+            self.record(
+                s,
+                t,
+                pos,
+                worst[s],
+                gross,
+                0.0,
+                liq_fee,
+                ExitReason::Liquidation,
+                acc,
+                log.as_deref_mut(),
+            );
+        }
+        self.wallet = 0.0;
+        true
+    }
 }

@@ -37,83 +37,174 @@ pub struct Metrics {
     pub liquidations: u64,
 }
 
+/// The running sums every metric is computed from, updated once per bar and once per trade.
+/// The reference engine feeds it from its curves ([`compute_metrics`]); the batch kernels keep
+/// the same sums per lane and finish with the same [`MetricsAcc::finish`], so both round
+/// identically (docs/SEMANTICS.md §2.10, §4).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MetricsAcc {
+    pub initial: f64,
+    /// Equity after the previous bar (the initial capital before the first).
+    pub prev: f64,
+    pub bars: u64,
+    pub final_equity: f64,
+    pub max_drawdown: f64,
+    /// Sums of per-bar returns, of their squares, and of squared negative returns.
+    pub sum: f64,
+    pub sum_sq: f64,
+    pub down_sq: f64,
+    pub count: u64,
+    /// Bars with margin in use after the close.
+    pub exposed: u64,
+    pub funding: f64,
+    pub fees: f64,
+    pub wins: f64,
+    pub losses: f64,
+    pub n_wins: u64,
+    pub n_trades: u64,
+    pub liquidations: u64,
+}
+
+impl MetricsAcc {
+    pub fn new(initial: f64) -> MetricsAcc {
+        MetricsAcc {
+            initial,
+            prev: initial,
+            bars: 0,
+            final_equity: initial,
+            max_drawdown: 0.0,
+            sum: 0.0,
+            sum_sq: 0.0,
+            down_sq: 0.0,
+            count: 0,
+            exposed: 0,
+            funding: 0.0,
+            fees: 0.0,
+            wins: 0.0,
+            losses: 0.0,
+            n_wins: 0,
+            n_trades: 0,
+            liquidations: 0,
+        }
+    }
+
+    /// One bar's close: equity, drawdown from the running peak, margin usage and the funding
+    /// paid in the bar.
+    #[inline]
+    pub fn bar(&mut self, equity: f64, drawdown: f64, margin_usage: f64, paid: f64) {
+        self.bars += 1;
+        self.final_equity = equity;
+        self.max_drawdown = self.max_drawdown.max(drawdown);
+        if self.prev > 0.0 {
+            let ret = equity / self.prev - 1.0;
+            self.sum += ret;
+            self.sum_sq += ret * ret;
+            let down = ret.min(0.0);
+            self.down_sq += down * down;
+            self.count += 1;
+        }
+        self.prev = equity;
+        if margin_usage > 0.0 {
+            self.exposed += 1;
+        }
+        self.funding += paid;
+    }
+
+    /// One closed trade.
+    #[inline]
+    pub fn trade(&mut self, pnl: f64, fees: f64, liquidated: bool) {
+        self.n_trades += 1;
+        if pnl > 0.0 {
+            self.wins += pnl;
+            self.n_wins += 1;
+        }
+        if pnl < 0.0 {
+            self.losses += -pnl;
+        }
+        self.fees += fees;
+        if liquidated {
+            self.liquidations += 1;
+        }
+    }
+
+    /// The metrics of a run of `self.bars` bars of `interval_ms`.
+    pub fn finish(&self, interval_ms: i64) -> Metrics {
+        let initial = self.initial;
+        let final_equity = self.final_equity;
+        let years = self.bars as f64 * interval_ms as f64 / YEAR_MS;
+        let total_return = final_equity / initial - 1.0;
+        let cagr = if final_equity <= 0.0 {
+            -1.0
+        } else if years > 0.0 {
+            (final_equity / initial).powf(1.0 / years) - 1.0
+        } else {
+            f64::NAN
+        };
+        let bars_per_year = YEAR_MS / interval_ms as f64;
+        let nf = self.count as f64;
+        let mean = if self.count > 0 {
+            self.sum / nf
+        } else {
+            f64::NAN
+        };
+        let var = if self.count > 1 {
+            (self.sum_sq - nf * mean * mean) / (nf - 1.0)
+        } else {
+            f64::NAN
+        };
+        let ratio = |num: f64, den: f64| if den > 0.0 { num / den } else { f64::NAN };
+        let sharpe = ratio(mean, var.max(0.0).sqrt()) * bars_per_year.sqrt();
+        let sortino = ratio(mean, (self.down_sq / nf).sqrt()) * bars_per_year.sqrt();
+        let n_trades = self.n_trades;
+        Metrics {
+            final_equity,
+            total_return,
+            cagr,
+            apr: if years > 0.0 {
+                total_return / years
+            } else {
+                f64::NAN
+            },
+            max_drawdown: self.max_drawdown,
+            calmar: ratio(cagr, self.max_drawdown),
+            sharpe,
+            sortino,
+            win_rate: if n_trades > 0 {
+                self.n_wins as f64 / n_trades as f64
+            } else {
+                f64::NAN
+            },
+            profit_factor: ratio(self.wins, self.losses),
+            n_trades,
+            exposure: if self.bars > 0 {
+                self.exposed as f64 / self.bars as f64
+            } else {
+                0.0
+            },
+            fees_paid: self.fees,
+            funding_paid: self.funding,
+            liquidations: self.liquidations,
+        }
+    }
+}
+
 /// Computes the metrics of `r` (its curves and trades must be filled).
 pub fn compute_metrics(r: &SimResult, interval_ms: i64, initial: f64) -> Metrics {
-    let n = r.equity.len();
-    let final_equity = r.equity.last().copied().unwrap_or(initial);
-    let years = n as f64 * interval_ms as f64 / YEAR_MS;
-    let total_return = final_equity / initial - 1.0;
-    let cagr = if final_equity <= 0.0 {
-        -1.0
-    } else if years > 0.0 {
-        (final_equity / initial).powf(1.0 / years) - 1.0
-    } else {
-        f64::NAN
-    };
-    let max_drawdown = r.drawdown.iter().copied().fold(0.0, f64::max);
-    let bars_per_year = YEAR_MS / interval_ms as f64;
-    let mut prev = initial;
-    let (mut sum, mut sum_sq, mut down_sq, mut count) = (0.0, 0.0, 0.0, 0usize);
-    for &e in &r.equity {
-        if prev > 0.0 {
-            let ret = e / prev - 1.0;
-            sum += ret;
-            sum_sq += ret * ret;
-            down_sq += ret.min(0.0) * ret.min(0.0);
-            count += 1;
-        }
-        prev = e;
+    let mut acc = MetricsAcc::new(initial);
+    for t in 0..r.equity.len() {
+        acc.bar(
+            r.equity[t],
+            r.drawdown[t],
+            r.margin_usage[t],
+            r.funding_paid[t],
+        );
     }
-    let nf = count as f64;
-    let mean = if count > 0 { sum / nf } else { f64::NAN };
-    let var = if count > 1 {
-        (sum_sq - nf * mean * mean) / (nf - 1.0)
-    } else {
-        f64::NAN
-    };
-    let ratio = |num: f64, den: f64| if den > 0.0 { num / den } else { f64::NAN };
-    let sharpe = ratio(mean, var.max(0.0).sqrt()) * bars_per_year.sqrt();
-    let sortino = ratio(mean, (down_sq / nf).sqrt()) * bars_per_year.sqrt();
-    let wins: f64 = r.trades.iter().filter(|t| t.pnl > 0.0).map(|t| t.pnl).sum();
-    let losses: f64 = r
-        .trades
-        .iter()
-        .filter(|t| t.pnl < 0.0)
-        .map(|t| -t.pnl)
-        .sum();
-    let n_trades = r.trades.len() as u64;
-    let exposed = r.margin_usage.iter().filter(|&&u| u > 0.0).count();
-    Metrics {
-        final_equity,
-        total_return,
-        cagr,
-        apr: if years > 0.0 {
-            total_return / years
-        } else {
-            f64::NAN
-        },
-        max_drawdown,
-        calmar: ratio(cagr, max_drawdown),
-        sharpe,
-        sortino,
-        win_rate: if n_trades > 0 {
-            r.trades.iter().filter(|t| t.pnl > 0.0).count() as f64 / n_trades as f64
-        } else {
-            f64::NAN
-        },
-        profit_factor: ratio(wins, losses),
-        n_trades,
-        exposure: if n > 0 {
-            exposed as f64 / n as f64
-        } else {
-            0.0
-        },
-        fees_paid: r.trades.iter().map(|t| t.fees).sum(),
-        funding_paid: r.funding_paid.iter().sum(),
-        liquidations: r
-            .trades
-            .iter()
-            .filter(|t| t.exit_reason == ExitReason::Liquidation)
-            .count() as u64,
+    for trade in &r.trades {
+        acc.trade(
+            trade.pnl,
+            trade.fees,
+            trade.exit_reason == ExitReason::Liquidation,
+        );
     }
+    acc.finish(interval_ms)
 }

@@ -13,7 +13,7 @@
 mod metrics;
 mod sim;
 
-pub use metrics::{Metrics, compute_metrics};
+pub use metrics::{Metrics, MetricsAcc, compute_metrics};
 pub use sim::simulate;
 
 use crate::brackets::BracketTable;
