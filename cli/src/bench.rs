@@ -14,10 +14,58 @@ use etrading_data::{AlignPolicy, GapPolicy, LoadOptions, Market, Panel, load_pan
 
 use crate::sysinfo::{mib, peak_rss_bytes};
 
+/// `etrading bench [--backend ...]`: the standard kernel benchmark, or a named one.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub command: Option<BenchCommand>,
+    #[command(flatten)]
+    pub kernels: BenchKernelsArgs,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// Loading, validating and aligning market data: rows per second and peak memory.
     Data(BenchDataArgs),
+    /// The standard kernel benchmark (also what `etrading bench` alone runs).
+    Kernels(BenchKernelsArgs),
+    /// Persisting trials to an Optuna-compatible study file: trials per second.
+    Study(crate::study_cmd::BenchStudyArgs),
+}
+
+/// Which backends the kernel benchmark times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchBackend {
+    /// SIMD, with the scalar reference on a sample for the speed-up.
+    All,
+    /// The SIMD kernel.
+    Simd,
+    /// The scalar reference engine.
+    Scalar,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchKernelsArgs {
+    /// Backends to time.
+    #[arg(long, value_enum, default_value = "all")]
+    pub backend: BenchBackend,
+    /// The spec (its grid is swept in order up to --sets).
+    #[arg(long, default_value = "examples/rsi_ema_bench.toml")]
+    pub spec: PathBuf,
+    /// Market data. Default: ../shared/data/binance when present (the four symbols, 1h,
+    /// 2020-2025), else synthetic data of that shape generated first (not timed).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Param sets for the SIMD backend (the first N points of the grid).
+    #[arg(long, default_value_t = 100_000)]
+    pub sets: usize,
+    /// Param sets for the scalar reference (its rate is measured on these).
+    #[arg(long, default_value_t = 64)]
+    pub scalar_sets: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -36,9 +84,12 @@ pub struct BenchDataArgs {
     pub json: bool,
 }
 
-pub fn run(cmd: BenchCommand, out: &mut dyn Write) -> anyhow::Result<()> {
-    match cmd {
-        BenchCommand::Data(args) => bench_data(&args, out),
+pub fn run(args: BenchArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    match args.command {
+        None => bench_kernels(&args.kernels, out),
+        Some(BenchCommand::Kernels(k)) => bench_kernels(&k, out),
+        Some(BenchCommand::Data(args)) => bench_data(&args, out),
+        Some(BenchCommand::Study(args)) => crate::study_cmd::bench_study(&args, out),
     }
 }
 
@@ -168,4 +219,125 @@ fn dataset_bytes(ds: &etrading_data::Dataset) -> u64 {
 
 fn rayon_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The standard benchmark: the RSI+EMA spec's grid over four symbols of 1h bars for
+/// 2020-2025, end to end per batch (indicators, signals, simulation, metrics; data loading
+/// excluded), in bar-sets per second (bars x symbols x sets / s).
+fn bench_kernels(args: &BenchKernelsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    use etrading_kernels::batch::{self, Backend, lanes::SimdLevel};
+    use etrading_kernels::engine::Metrics;
+
+    let tmp;
+    let data = match &args.data {
+        Some(d) => d.clone(),
+        None => {
+            let shared = PathBuf::from("../shared/data/binance");
+            if shared.join("BTCUSDT-1h.csv").exists() {
+                shared
+            } else {
+                tmp = tempfile::tempdir().context("creating a temporary folder")?;
+                let exe = std::env::current_exe().context("finding the etrading binary")?;
+                let status = Process::new(exe)
+                    .args(["data", "synth", "--interval", "1h", "--from", "2020-01", "--to", "2025-12", "--out"])
+                    .arg(tmp.path())
+                    .stdout(std::process::Stdio::null())
+                    .status()
+                    .context("generating synthetic data")?;
+                if !status.success() {
+                    bail!("generating synthetic data failed");
+                }
+                tmp.path().to_path_buf()
+            }
+        }
+    };
+    let research_args = crate::research::ResearchArgs {
+        spec: args.spec.clone(),
+        set: Vec::new(),
+        data: vec![data.clone()],
+        select: crate::data_cmd::DataSelection::bench_default(),
+        capital: 10_000.0,
+        brackets: None,
+        walk_forward: None,
+        max_memory: None,
+    };
+    let research = crate::research::Research::load(&research_args)?;
+    let market = research.market();
+    let input = research.input(&market);
+    let spec = &research.spec;
+    let grid = research.grid()?;
+    let bar_symbols = research.bar_symbols();
+    let sets_for = |n: usize| -> anyhow::Result<Vec<etrading_kernels::spec::ParamSet>> {
+        (0..(n as u64).min(grid.total))
+            .map(|i| spec.params.decode(i).map_err(|e| anyhow::anyhow!("{e}")))
+            .collect()
+    };
+    let mut results = Vec::new();
+    let mut time = |backend: Backend, n: usize| -> anyhow::Result<(usize, f64)> {
+        let sets = sets_for(n)?;
+        let mut rows = vec![Metrics::default(); sets.len() * research.windows.len()];
+        let t0 = Instant::now();
+        batch::run(&input, &sets, backend, &mut rows, &|_| {})
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok((sets.len(), t0.elapsed().as_secs_f64()))
+    };
+    if matches!(args.backend, BenchBackend::All | BenchBackend::Simd) {
+        let (n, secs) = time(Backend::Simd, args.sets)?;
+        results.push(("simd", SimdLevel::detect().name().to_string(), n, secs));
+    }
+    if matches!(args.backend, BenchBackend::All | BenchBackend::Scalar) {
+        let (n, secs) = time(Backend::Scalar, args.scalar_sets)?;
+        results.push(("scalar", "reference engine".to_string(), n, secs));
+    }
+    let rate = |n: usize, secs: f64| n as f64 * bar_symbols as f64 / secs;
+    let simd_rate = results.iter().find(|r| r.0 == "simd").map(|r| rate(r.2, r.3));
+    let scalar_rate = results.iter().find(|r| r.0 == "scalar").map(|r| rate(r.2, r.3));
+    let speedup = simd_rate.zip(scalar_rate).map(|(a, b)| a / b);
+    let peak = peak_rss_bytes();
+    if args.json {
+        let doc = json!({
+            "schema": "etrading.bench.kernels/1",
+            "spec": spec.file,
+            "data": data.display().to_string(),
+            "data_hash": research.data_hash(),
+            "symbols": research.panel.n_symbols(),
+            "bars": research.panel.n_bars(),
+            "threads": rayon::current_num_threads(),
+            "backends": results.iter().map(|(name, detail, n, secs)| json!({
+                "backend": name, "detail": detail, "sets": n, "seconds": secs,
+                "sets_per_second": *n as f64 / secs,
+                "bar_sets_per_second": rate(*n, *secs),
+            })).collect::<Vec<_>>(),
+            "speedup_simd_over_scalar": speedup,
+            "peak_rss_bytes": peak,
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "kernel benchmark: {} ({} grid points), {} symbols x {} bars from {} (hash {}), {} threads",
+        spec.file,
+        grid.total,
+        research.panel.n_symbols(),
+        research.panel.n_bars(),
+        data.display(),
+        &research.data_hash()[..12],
+        rayon::current_num_threads()
+    )?;
+    writeln!(out, "{:<8} {:<22} {:>9} {:>10} {:>12} {:>16}", "backend", "", "sets", "seconds", "sets/s", "bar-sets/s")?;
+    for (name, detail, n, secs) in &results {
+        writeln!(
+            out,
+            "{:<8} {:<22} {:>9} {:>10.3} {:>12.1} {:>16.3e}",
+            name, detail, n, secs, *n as f64 / secs, rate(*n, *secs)
+        )?;
+    }
+    if let Some(x) = speedup {
+        writeln!(out, "speed-up of simd over the scalar reference: {x:.1}x")?;
+    }
+    if let Some(p) = peak {
+        writeln!(out, "peak RSS: {}", mib(p))?;
+    }
+    Ok(())
 }

@@ -80,6 +80,20 @@ pub enum MarketArg {
 }
 
 impl DataSelection {
+    /// The defaults of the flags (for commands that load data without these flags).
+    pub fn bench_default() -> DataSelection {
+        DataSelection {
+            interval: None,
+            resample: None,
+            symbols: None,
+            from: None,
+            to: None,
+            gaps: GapArg::Keep,
+            align: AlignArg::Intersection,
+            market: MarketArg::Usdm,
+        }
+    }
+
     pub fn load_options(&self) -> anyhow::Result<LoadOptions> {
         let date = |flag: &str, v: &Option<String>| -> anyhow::Result<Option<i64>> {
             v.as_deref()

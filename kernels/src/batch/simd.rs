@@ -410,6 +410,7 @@ fn signal_codes(
     span: Option<(usize, usize)>,
     columns: &[Vec<f64>],
     scratch: &mut [Vec<bool>; 4],
+    stack: &mut Vec<f64>,
     out: &mut [u8],
 ) -> Result<(), BatchError> {
     out.fill(0);
@@ -440,12 +441,13 @@ fn signal_codes(
         dest.clear();
         dest.resize(len, false);
         if let Some(rule) = rule {
-            rule.eval_into(&inputs, dest)
-                .map_err(|e| reference::ReferenceError::Rule {
+            rule.eval_columns(&inputs, dest, stack).map_err(|e| {
+                reference::ReferenceError::Rule {
                     symbol: sym.name.to_string(),
                     rule: name,
                     detail: e.to_string(),
-                })?;
+                }
+            })?;
         }
     }
     for (i, c) in out[range].iter_mut().enumerate() {
@@ -455,6 +457,40 @@ fn signal_codes(
         }
     }
     Ok(())
+}
+
+/// What the SIMD path computes for one set before simulating, per symbol: its indicator
+/// columns (by output slot) and its signal codes (for the parity harness).
+pub fn signals_of(
+    input: &BatchInput<'_>,
+    set: &ParamSet,
+) -> Result<Vec<(Vec<Vec<f64>>, Vec<u8>)>, BatchError> {
+    let shared = Shared::new(input)?;
+    let r = shared.resolve(set, 0)?;
+    let slots = input.spec.output_slot_count();
+    let n = input.market.open_time.len();
+    let mut scratch: [Vec<bool>; 4] = Default::default();
+    let mut stack = Vec::new();
+    input
+        .market
+        .symbols
+        .iter()
+        .zip(&shared.spans)
+        .map(|(sym, &span)| {
+            let columns = compute_indicators(&r, slots, sym, span)?;
+            let mut codes = vec![0u8; n];
+            signal_codes(
+                &r,
+                sym,
+                span,
+                &columns,
+                &mut scratch,
+                &mut stack,
+                &mut codes,
+            )?;
+            Ok((columns, codes))
+        })
+        .collect()
 }
 
 /// One task: sets sharing indicators and funding.
@@ -481,6 +517,7 @@ fn run_task<L: Lanes>(
     let mut codes: Vec<Vec<Vec<u8>>> = Vec::new();
     let mut known: HashMap<&[u64], usize> = HashMap::new();
     let mut scratch: [Vec<bool>; 4] = Default::default();
+    let mut stack = Vec::new();
     for &i in task {
         let key = plans[i].signal_key.as_slice();
         let k = match known.get(key) {
@@ -495,6 +532,7 @@ fn run_task<L: Lanes>(
                         shared.spans[s],
                         &columns[s],
                         &mut scratch,
+                        &mut stack,
                         &mut per_symbol[s],
                     )?;
                 }
@@ -511,6 +549,7 @@ fn run_task<L: Lanes>(
     let nw = shared.input.windows.len();
     let mut rows = vec![Metrics::default(); task.len() * nw];
     let mut logs: Vec<TradeLog> = vec![Vec::new(); if trace { task.len() } else { 0 }];
+    let mut packed = Vec::new();
     for (w, window) in shared.input.windows.windows().iter().enumerate() {
         let ctx = WindowCtx::new(shared, &funding, window.start, window.end);
         for (b, chunk) in task.chunks(L::W).enumerate() {
@@ -533,6 +572,7 @@ fn run_task<L: Lanes>(
                 &ctx,
                 &lanes[..L::W],
                 &lane_codes[..L::W],
+                &mut packed,
                 if log_this {
                     Some(&mut block_logs[..L::W])
                 } else {
@@ -864,6 +904,21 @@ struct Block<L: Lanes> {
     trades: [MetricsAcc; 8],
     pending: [[Option<Target>; MAX_SYMBOLS]; 8],
     any_pending: u32,
+    /// Per symbol, byte `l` holds the code bits lane `l`'s side acts on (§4.1).
+    side_mask: [u64; MAX_SYMBOLS],
+}
+
+/// The code bits a side acts on: entries when flat, the exit bit of a long or a short.
+fn side_bits(side: Option<Side>) -> u64 {
+    u64::from(match side {
+        None => code::ENTER_LONG | code::ENTER_SHORT,
+        Some(Side::Long) => code::EXIT_LONG,
+        Some(Side::Short) => code::EXIT_SHORT,
+    })
+}
+
+fn flat_mask(w: usize) -> u64 {
+    (0..w).fold(0, |m, l| m | side_bits(None) << (8 * l))
 }
 
 /// Simulates one block of lanes over a window; returns each lane's metric sums.
@@ -871,6 +926,7 @@ fn simulate_block<L: Lanes>(
     ctx: &WindowCtx<'_>,
     lanes: &[LaneParams],
     codes: &[&[Vec<u8>]],
+    packed: &mut Vec<u64>,
     mut logs: Option<&mut [TradeLog]>,
 ) -> [MetricsAcc; 8] {
     let shared = ctx.shared;
@@ -895,8 +951,19 @@ fn simulate_block<L: Lanes>(
         trades: [MetricsAcc::new(capital); 8],
         pending: [[None; MAX_SYMBOLS]; 8],
         any_pending: 0,
+        side_mask: [flat_mask(w); MAX_SYMBOLS],
     };
     let trace = logs.is_some();
+    // Every lane's code of every bar and symbol, one byte per lane: packed[(t - start) * ns + s].
+    packed.clear();
+    packed.resize((ctx.end - ctx.start) * ns, 0);
+    for (l, lane_codes) in codes.iter().enumerate().take(w) {
+        for (s, column) in lane_codes.iter().enumerate().take(ns) {
+            for (t, &c) in column[ctx.start..ctx.end].iter().enumerate() {
+                packed[t * ns + s] |= u64::from(c) << (8 * l);
+            }
+        }
+    }
     let mut cursor = [0usize; MAX_SYMBOLS];
     let zero = L::splat(0.0);
     let one = L::splat(1.0);
@@ -951,6 +1018,9 @@ fn simulate_block<L: Lanes>(
             let mut mm = zero;
             let mut uncertain = zero;
             for (s, p) in blk.pos[..ns].iter().enumerate() {
+                if p.open.bitmask() == 0 {
+                    continue;
+                }
                 let (low, high) = (L::splat(syms[s].low[t]), L::splat(syms[s].high[t]));
                 let (ml, mh) = (
                     L::splat(shared.mark_low[s][t]),
@@ -1009,20 +1079,21 @@ fn simulate_block<L: Lanes>(
             }
         }
         // (4) §2.2: signals at the close; (§2.8) a symbol's last bar closes what is open.
+        // A lane acts when its code has a bit its side listens to (one AND per symbol over
+        // all lanes' packed codes), or on a symbol's last bar with a position open.
         let mut act = 0u32;
-        for l in 0..w {
-            let lane_codes = codes[l];
-            for s in 0..ns {
-                let c = lane_codes[s][t];
-                let wants = match blk.pos[s].side[l] {
-                    None => c & (code::ENTER_LONG | code::ENTER_SHORT),
-                    Some(Side::Long) => c & code::EXIT_LONG,
-                    Some(Side::Short) => c & code::EXIT_SHORT,
-                };
-                let last_open = ctx.last_valid[s] == t && blk.pos[s].side[l].is_some();
-                if wants != 0 || last_open {
-                    act |= 1 << l;
+        let row = (t - ctx.start) * ns;
+        for s in 0..ns {
+            let hits = packed[row + s] & blk.side_mask[s];
+            if hits != 0 {
+                for l in 0..w {
+                    if (hits >> (8 * l)) & 0xff != 0 {
+                        act |= 1 << l;
+                    }
                 }
+            }
+            if ctx.last_valid[s] == t {
+                act |= blk.pos[s].open.bitmask();
             }
         }
         if act != 0 {
@@ -1190,6 +1261,9 @@ impl<'c, 's> LaneView<'c, 's> {
         let shared = ctx.shared;
         blk.wallet.set(self.lane, self.wallet);
         for s in 0..shared.market.symbols.len() {
+            let shift = 8 * self.lane;
+            blk.side_mask[s] = (blk.side_mask[s] & !(0xff << shift))
+                | side_bits(self.pos[s].map(|p| p.side)) << shift;
             // Cache the bracket of the notional at this bar's worst mark for the vector test.
             let worst = match self.pos[s].map(|p| p.side) {
                 Some(Side::Long) => shared.mark_low[s][t],

@@ -32,8 +32,11 @@ mod parse;
 
 use std::ops::Range;
 
-pub use compile::{BindError, BoundRule, Lag, Operand, ParamKind, Reads, Rule, ValueType, compile};
-pub use eval::{EvalError, RuleInputs};
+pub use compile::{
+    BindError, BoundRule, Lag, OpView, Operand, ParamKind, Reads, Rule, SourceView, ValueType,
+    compile,
+};
+pub use eval::{COLUMN_BLOCK, EvalError, RuleInputs};
 pub use parse::{BinaryOp, Expr, ExprKind, Func, RESERVED_WORDS, is_identifier, parse};
 
 /// The most values a program may hold on its evaluation stack at once.

@@ -1,0 +1,295 @@
+//! `etrading parity SPEC`: sampled param sets (edge cases first: the grid's corners, the
+//! highest leverage, the tightest stops) through every fast backend and the reference;
+//! indicators, signals, trades and metrics compared under named tolerances
+//! (docs/SEMANTICS.md §4.3). Exits non-zero on any disagreement.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::bail;
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use serde_json::json;
+
+use etrading_kernels::batch::simd;
+use etrading_kernels::engine::Metrics;
+use etrading_kernels::parity::{Tolerance, compare_metrics, compare_trades};
+use etrading_kernels::reference;
+use etrading_kernels::spec::{ParamSet, Spec};
+
+use crate::research::{Research, ResearchArgs};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ParityBackend {
+    /// The f64 SIMD kernel.
+    Simd,
+    /// Every fast backend this build has.
+    All,
+}
+
+#[derive(Debug, Args)]
+pub struct ParityArgs {
+    #[command(flatten)]
+    pub research: ResearchArgs,
+    /// Backends to check against the reference.
+    #[arg(long, value_enum, default_value = "all")]
+    pub backend: ParityBackend,
+    /// Param sets to sample (edge cases included).
+    #[arg(long, default_value_t = 200)]
+    pub samples: usize,
+    /// Seed of the sampler.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One backend's tally.
+#[derive(Debug, Default)]
+struct Tally {
+    sets: usize,
+    windows: usize,
+    trades: usize,
+    indicator_columns: usize,
+    signal_bars: u64,
+    indicator_diffs: Vec<String>,
+    signal_diffs: Vec<String>,
+    trade_diffs: Vec<String>,
+    metric_diffs: Vec<String>,
+}
+
+impl Tally {
+    fn failed(&self) -> bool {
+        !(self.indicator_diffs.is_empty()
+            && self.signal_diffs.is_empty()
+            && self.trade_diffs.is_empty()
+            && self.metric_diffs.is_empty())
+    }
+}
+
+/// The sets to check: every corner of the grid along each param (its first and last value
+/// with the others at their first), the last grid point (highest of everything: leverage,
+/// stops), then seeded random grid points.
+pub fn sample_sets(spec: &Spec, samples: usize, seed: u64) -> anyhow::Result<Vec<ParamSet>> {
+    let total = spec
+        .params
+        .grid_len()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", spec.file))?;
+    let mut indices: Vec<u64> = vec![0, total - 1];
+    // Grid indices are mixed-radix with the last param fastest: stride of param k.
+    let radix: Vec<u64> = spec
+        .params
+        .params
+        .iter()
+        .map(|p| p.domain.grid_len().unwrap_or(1))
+        .collect();
+    let mut stride = 1u64;
+    let mut strides = vec![0u64; radix.len()];
+    for k in (0..radix.len()).rev() {
+        strides[k] = stride;
+        stride = stride.saturating_mul(radix[k]);
+    }
+    for k in 0..radix.len() {
+        indices.push((radix[k] - 1) * strides[k]);
+        indices.push(total - 1 - (radix[k] - 1) * strides[k]);
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    while indices.len() < samples.max(2) + 2 * radix.len() {
+        indices.push(rng.random_range(0..total));
+    }
+    indices.truncate(samples.max(1).min(indices.len()));
+    indices
+        .iter()
+        .map(|&i| spec.params.decode(i).map_err(|e| anyhow::anyhow!("{e}")))
+        .collect()
+}
+
+pub fn run(args: &ParityArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let research = Research::load(&args.research)?;
+    let spec = &research.spec;
+    let sets = sample_sets(spec, args.samples, args.seed)?;
+    let market = research.market();
+    let input = research.input(&market);
+    let nw = research.windows.len();
+    let pb = if args.json {
+        ProgressBar::hidden()
+    } else {
+        let pb = ProgressBar::new(sets.len() as u64);
+        pb.set_style(
+            ProgressStyle::with_template("reference {bar:40} {pos}/{len} sets  eta {eta}")
+                .expect("progress template"),
+        );
+        pb
+    };
+    // The reference: metrics of every window, trades and signals of the full run.
+    let done = AtomicU64::new(0);
+    let reference_runs: Vec<(Vec<Metrics>, reference::Backtest)> = sets
+        .par_iter()
+        .map(|set| {
+            let resolved = spec
+                .resolve(set)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", spec.file))?;
+            let (signals, results) = reference::run_windows(
+                spec,
+                &resolved,
+                &market,
+                &research.brackets,
+                research.capital,
+                &research.windows.ranges(),
+            )?;
+            let metrics: Vec<Metrics> = results.iter().map(|r| r.metrics).collect();
+            let full = results.into_iter().next().unwrap_or_default();
+            done.fetch_add(1, Ordering::Relaxed);
+            pb.inc(1);
+            Ok((
+                metrics,
+                reference::Backtest {
+                    signals,
+                    result: full,
+                },
+            ))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    pb.finish_and_clear();
+
+    let mut tallies: Vec<(&'static str, Tolerance, Tally)> = Vec::new();
+    // SIMD, f64: exact. (`--backend simd` and `all` both include it.)
+    debug_assert!(matches!(args.backend, ParityBackend::Simd | ParityBackend::All));
+    let mut rows = vec![Metrics::default(); sets.len() * nw];
+    let mut logs = vec![Vec::new(); sets.len()];
+    simd::run_traced(&input, &sets, &mut rows, Some(&mut logs), &|_| {})
+        .map_err(|e| anyhow::anyhow!("{}: {e}", spec.file))?;
+    let mut tally = Tally::default();
+    for (i, set) in sets.iter().enumerate() {
+        let (ref_metrics, bt) = &reference_runs[i];
+        let label = spec.params.describe(set);
+        tally.sets += 1;
+        tally.windows += nw;
+        tally.trades += bt.result.trades.len();
+        // Indicators and signals.
+        let fast = simd::signals_of(&input, set).map_err(|e| anyhow::anyhow!("{e}"))?;
+        for (s, ((columns, codes), reference)) in fast.iter().zip(&bt.signals).enumerate() {
+            for (slot, (a, b)) in reference.indicators.iter().zip(columns).enumerate() {
+                tally.indicator_columns += 1;
+                if let Some(t) = (0..a.len()).find(|&t| !Tolerance::EXACT.accepts(a[t], b[t])) {
+                    tally.indicator_diffs.push(format!(
+                        "{label}: {} slot {slot} bar {t}: TA-Lib {} vs {}",
+                        market.symbols[s].name, a[t], b[t]
+                    ));
+                }
+            }
+            for t in 0..codes.len() {
+                tally.signal_bars += 1;
+                let expected = if market.symbols[s].close[t].is_finite() {
+                    simd::code::of(
+                        reference.long_entry[t],
+                        reference.long_exit[t],
+                        reference.short_entry[t],
+                        reference.short_exit[t],
+                    )
+                } else {
+                    0
+                };
+                if expected != codes[t] {
+                    tally.signal_diffs.push(format!(
+                        "{label}: {} bar {t}: signal code {expected:#06b} vs {:#06b}",
+                        market.symbols[s].name, codes[t]
+                    ));
+                    break;
+                }
+            }
+        }
+        if let Some(d) = compare_trades(&bt.result.trades, &logs[i], Tolerance::EXACT) {
+            tally.trade_diffs.push(format!("{label}: {d}"));
+        }
+        for w in 0..nw {
+            if let Some(d) = compare_metrics(&ref_metrics[w], &rows[i * nw + w], Tolerance::EXACT) {
+                tally.metric_diffs.push(format!(
+                    "{label}: window {}: {d}",
+                    research.windows.windows()[w].kind.label()
+                ));
+            }
+        }
+    }
+    tallies.push(("simd f64", Tolerance::EXACT, tally));
+
+    let failed = tallies.iter().any(|(_, _, t)| t.failed());
+    if args.json {
+        let doc = json!({
+            "schema": "etrading.parity/1",
+            "spec": spec.strategy.id,
+            "data_hash": research.data_hash(),
+            "samples": sets.len(),
+            "windows": nw,
+            "backends": tallies.iter().map(|(name, tol, t)| json!({
+                "backend": name,
+                "tolerance": tol.to_string(),
+                "sets": t.sets,
+                "reference_trades": t.trades,
+                "indicator_columns": t.indicator_columns,
+                "indicator_disagreements": t.indicator_diffs.len(),
+                "signal_disagreements": t.signal_diffs.len(),
+                "trade_disagreements": t.trade_diffs.len(),
+                "metric_disagreements": t.metric_diffs.len(),
+                "first": t.indicator_diffs.iter().chain(&t.signal_diffs).chain(&t.trade_diffs).chain(&t.metric_diffs).take(5).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "ok": !failed,
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
+    } else {
+        writeln!(
+            out,
+            "parity {}: {} sampled sets x {} window(s) against the reference (data {})",
+            spec.strategy.id,
+            sets.len(),
+            nw,
+            &research.data_hash()[..12]
+        )?;
+        writeln!(
+            out,
+            "{:<10} {:<26} {:>6} {:>8} {:>11} {:>8} {:>7} {:>8}",
+            "backend", "tolerance", "sets", "trades", "indicators", "signals", "trades", "metrics"
+        )?;
+        for (name, tol, t) in &tallies {
+            writeln!(
+                out,
+                "{:<10} {:<26} {:>6} {:>8} {:>11} {:>8} {:>7} {:>8}",
+                name,
+                tol.to_string(),
+                t.sets,
+                t.trades,
+                t.indicator_diffs.len(),
+                t.signal_diffs.len(),
+                t.trade_diffs.len(),
+                t.metric_diffs.len()
+            )?;
+            for d in t
+                .indicator_diffs
+                .iter()
+                .chain(&t.signal_diffs)
+                .chain(&t.trade_diffs)
+                .chain(&t.metric_diffs)
+                .take(10)
+            {
+                writeln!(out, "  {d}")?;
+            }
+        }
+        writeln!(
+            out,
+            "{}",
+            if failed {
+                "DISAGREEMENT (columns: disagreements per kind)"
+            } else {
+                "all backends agree with the reference (columns: disagreements per kind)"
+            }
+        )?;
+    }
+    if failed {
+        bail!("parity failed");
+    }
+    Ok(())
+}

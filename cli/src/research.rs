@@ -1,0 +1,322 @@
+//! What the research commands (sweep, parity, bench, optimize) share: the spec, its market
+//! data loaded and aligned, bracket tables, walk-forward windows, backend choice, and the
+//! memory guard that sizes batches.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+
+use etrading_data::Panel;
+use etrading_kernels::batch::{Backend, BatchInput, WindowPlan, lanes::SimdLevel};
+use etrading_kernels::brackets::BracketTable;
+use etrading_kernels::engine::{FundingAt, Metrics};
+use etrading_kernels::reference::Market;
+use etrading_kernels::spec::{ParamSet, Spec, WalkForwardMode, WalkForwardSpec, parse_duration_ms};
+
+use crate::backtest_cmd::{bracket_tables, funding_of, load_for_spec, market, read_spec};
+use crate::data_cmd::DataSelection;
+
+/// Flags every research command takes.
+#[derive(Debug, Args)]
+pub struct ResearchArgs {
+    /// The strategy spec (TOML).
+    pub spec: PathBuf,
+    /// Fix a param to one value, `name=value` (the grid then spans the others).
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
+    /// Market data: files or folders.
+    #[arg(long, default_value = "data/sample")]
+    pub data: Vec<PathBuf>,
+    #[command(flatten)]
+    pub select: DataSelection,
+    /// Starting wallet balance, USDT.
+    #[arg(long, default_value_t = 10_000.0)]
+    pub capital: f64,
+    /// Leverage brackets from a JSON file (Binance's leverageBracket format).
+    #[arg(long)]
+    pub brackets: Option<PathBuf>,
+    /// Walk-forward windows, overriding the spec's [walk_forward]:
+    /// `MODE:WINDOWS:IN_SAMPLE:OUT_OF_SAMPLE[:GAP]`, e.g. `rolling:4:180d:60d` (`none` for
+    /// the full run only).
+    #[arg(long, value_name = "SPLIT")]
+    pub walk_forward: Option<String>,
+    /// Memory budget (e.g. 512M, 2G); the default is what the machine and its cgroup say is
+    /// available.
+    #[arg(long, value_name = "SIZE")]
+    pub max_memory: Option<String>,
+}
+
+/// `--backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendArg {
+    /// The fastest backend this machine has.
+    Auto,
+    /// The fused SIMD lane kernel.
+    Simd,
+    /// The scalar reference engine, one set at a time per thread.
+    Scalar,
+}
+
+impl BackendArg {
+    pub fn pick(self) -> (Backend, String) {
+        match self {
+            BackendArg::Auto | BackendArg::Simd => (
+                Backend::Simd,
+                format!(
+                    "simd ({}, {} threads)",
+                    SimdLevel::detect().name(),
+                    rayon::current_num_threads()
+                ),
+            ),
+            BackendArg::Scalar => (
+                Backend::Scalar,
+                format!("scalar reference ({} threads)", rayon::current_num_threads()),
+            ),
+        }
+    }
+}
+
+/// The spec with its data, ready for batches.
+#[derive(Debug)]
+pub struct Research {
+    pub spec: Spec,
+    pub panel: Panel,
+    pub funding: Vec<Vec<FundingAt>>,
+    pub brackets: Vec<BracketTable>,
+    pub brackets_label: String,
+    pub windows: WindowPlan,
+    pub capital: f64,
+    /// Params fixed by `--set` (index, value).
+    pub fixed: Vec<(usize, etrading_kernels::spec::ParamValue)>,
+}
+
+impl Research {
+    pub fn load(args: &ResearchArgs) -> anyhow::Result<Research> {
+        if !(args.capital.is_finite() && args.capital > 0.0) {
+            bail!("--capital must be a positive number of USDT");
+        }
+        let mut spec = read_spec(&args.spec)?;
+        if let Some(text) = &args.walk_forward {
+            spec.walk_forward = parse_walk_forward(text)?;
+        }
+        let fixed = fixed_params(&spec, &args.set)?;
+        let panel = load_for_spec(&spec, &args.data, &args.select)?;
+        let funding = funding_of(&panel);
+        let (brackets, brackets_label) =
+            bracket_tables(&spec.strategy.symbols, args.brackets.as_ref())?;
+        let windows = match &spec.walk_forward {
+            Some(wf) => WindowPlan::walk_forward(wf, &panel.open_time, panel.interval.ms())
+                .with_context(|| format!("{}: [walk_forward]", spec.file))?,
+            None => WindowPlan::full(panel.n_bars()),
+        };
+        Ok(Research {
+            spec,
+            panel,
+            funding,
+            brackets,
+            brackets_label,
+            windows,
+            capital: args.capital,
+            fixed,
+        })
+    }
+
+    pub fn market(&self) -> Market<'_> {
+        market(&self.panel, &self.funding)
+    }
+
+    pub fn input<'a>(&'a self, market: &'a Market<'a>) -> BatchInput<'a> {
+        BatchInput {
+            spec: &self.spec,
+            market,
+            brackets: &self.brackets,
+            initial_capital: self.capital,
+            windows: &self.windows,
+        }
+    }
+
+    /// Bars x symbols.
+    pub fn bar_symbols(&self) -> u64 {
+        self.panel.n_bars() as u64 * self.panel.n_symbols() as u64
+    }
+
+    /// The grid after `--set`: grid indices of the spec's space whose fixed params match.
+    pub fn grid(&self) -> anyhow::Result<Grid> {
+        let total = self
+            .spec
+            .params
+            .grid_len()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", self.spec.file))?;
+        Ok(Grid {
+            total,
+            fixed: self.fixed.clone(),
+        })
+    }
+
+    pub fn data_hash(&self) -> String {
+        self.panel.content_hash()
+    }
+}
+
+/// The spec's grid with some params fixed.
+#[derive(Debug, Clone)]
+pub struct Grid {
+    pub total: u64,
+    pub fixed: Vec<(usize, etrading_kernels::spec::ParamValue)>,
+}
+
+impl Grid {
+    /// Whether grid point `set` agrees with the fixed params.
+    pub fn accepts(&self, set: &ParamSet) -> bool {
+        self.fixed.iter().all(|(i, v)| &set.values[*i] == v)
+    }
+}
+
+fn fixed_params(
+    spec: &Spec,
+    sets: &[String],
+) -> anyhow::Result<Vec<(usize, etrading_kernels::spec::ParamValue)>> {
+    let mut out = Vec::new();
+    for text in sets {
+        let (name, value) = text
+            .split_once('=')
+            .with_context(|| format!("--set {text:?}: expected NAME=VALUE"))?;
+        let index = spec.params.index_of(name.trim()).with_context(|| {
+            format!(
+                "--set {text:?}: {} has no param `{}`",
+                spec.file,
+                name.trim()
+            )
+        })?;
+        let values = spec.params.params[index]
+            .domain
+            .discrete_values()
+            .with_context(|| format!("--set {text:?}: `{name}` has no grid of values"))?;
+        let chosen = values
+            .iter()
+            .find(|v| crate::backtest_cmd::same_value(v, value.trim()))
+            .cloned()
+            .with_context(|| {
+                format!(
+                    "--set {text:?}: `{}` is not one of the spec's values for {name}",
+                    value.trim()
+                )
+            })?;
+        out.push((index, chosen));
+    }
+    Ok(out)
+}
+
+/// `MODE:WINDOWS:IS:OOS[:GAP]` or `none`.
+pub fn parse_walk_forward(text: &str) -> anyhow::Result<Option<WalkForwardSpec>> {
+    if text == "none" {
+        return Ok(None);
+    }
+    let bad = || {
+        anyhow::anyhow!(
+            "--walk-forward {text:?}: expected MODE:WINDOWS:IN_SAMPLE:OUT_OF_SAMPLE[:GAP] such as rolling:4:180d:60d, or none"
+        )
+    };
+    let parts: Vec<&str> = text.split(':').collect();
+    if !(4..=5).contains(&parts.len()) {
+        return Err(bad());
+    }
+    let mode = match parts[0] {
+        "rolling" => WalkForwardMode::Rolling,
+        "anchored" => WalkForwardMode::Anchored,
+        _ => return Err(bad()),
+    };
+    let windows: u32 = parts[1]
+        .parse()
+        .ok()
+        .filter(|n| (1..=64).contains(n))
+        .ok_or_else(bad)?;
+    let dur = |s: &str| parse_duration_ms(s).ok_or_else(bad);
+    let spec = WalkForwardSpec {
+        mode,
+        windows,
+        in_sample_ms: dur(parts[2])?,
+        out_of_sample_ms: dur(parts[3])?,
+        gap_ms: parts.get(4).map_or(Ok(0), |g| dur(g))?,
+    };
+    if spec.in_sample_ms == 0 || spec.out_of_sample_ms == 0 {
+        return Err(bad());
+    }
+    Ok(Some(spec))
+}
+
+/// Parses `512M`, `2G`, `1500000000` into bytes.
+pub fn parse_size(text: &str) -> anyhow::Result<u64> {
+    let t = text.trim();
+    let (digits, mult) = match t.chars().last() {
+        Some('K' | 'k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('M' | 'm') => (&t[..t.len() - 1], 1 << 20),
+        Some('G' | 'g') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    let n: f64 = digits
+        .parse()
+        .ok()
+        .filter(|n: &f64| *n > 0.0)
+        .with_context(|| format!("--max-memory {text:?}: expected a size such as 512M or 2G"))?;
+    Ok((n * mult as f64) as u64)
+}
+
+/// How many sets a batch may hold within the memory budget.
+#[derive(Debug, Clone, Copy)]
+pub struct MemoryPlan {
+    pub budget_bytes: u64,
+    pub budget_source: &'static str,
+    pub inputs_bytes: u64,
+    pub per_set_bytes: u64,
+    pub scratch_bytes: u64,
+    pub batch_sets: usize,
+}
+
+impl MemoryPlan {
+    /// Sizes batches for `research`: the budget (flag, else available memory) minus what is
+    /// already resident and the per-thread scratch of the kernel, divided by what one set
+    /// costs in flight. Fails with the numbers when even the inputs do not fit.
+    pub fn new(research: &Research, max_memory: Option<&str>) -> anyhow::Result<MemoryPlan> {
+        let (budget_bytes, budget_source) = match max_memory {
+            Some(text) => (parse_size(text)?, "--max-memory"),
+            None => match crate::sysinfo::available_memory_bytes() {
+                Some(b) => (b, "available memory"),
+                None => (4 << 30, "default (available memory unknown)"),
+            },
+        };
+        let bars = research.panel.n_bars() as u64;
+        let symbols = research.panel.n_symbols() as u64;
+        let resident = crate::sysinfo::current_rss_bytes().unwrap_or(0);
+        let inputs_bytes = resident.max(bars * symbols * 8 * 10);
+        let threads = rayon::current_num_threads() as u64;
+        let slots = research.spec.output_slot_count() as u64;
+        // Per task: indicator columns, and signal codes for up to 256 distinct rule-param
+        // values; per thread.
+        let scratch_bytes = threads * (bars * symbols * (8 * slots + 256) + (16 << 20));
+        let nw = research.windows.len() as u64;
+        let metrics = size_of::<Metrics>() as u64;
+        // The set, its plan and keys, the result row twice (sorted and in place), and the
+        // output record.
+        let per_set_bytes = 64 * research.spec.params.params.len() as u64 + 256 + 2 * nw * metrics + 256;
+        let needed = inputs_bytes + scratch_bytes + 64 * per_set_bytes;
+        if budget_bytes < needed {
+            bail!(
+                "not enough memory: the data and the kernel's scratch need {}, the budget ({budget_source}) is {}; use fewer symbols or bars, or raise --max-memory",
+                crate::sysinfo::mib(needed),
+                crate::sysinfo::mib(budget_bytes)
+            );
+        }
+        let batch_sets = ((budget_bytes - inputs_bytes - scratch_bytes) / per_set_bytes)
+            .clamp(64, 1 << 18) as usize;
+        Ok(MemoryPlan {
+            budget_bytes,
+            budget_source,
+            inputs_bytes,
+            per_set_bytes,
+            scratch_bytes,
+            batch_sets,
+        })
+    }
+}

@@ -1,0 +1,453 @@
+//! `etrading sweep SPEC`: every grid point of the spec's param space through a batch backend,
+//! batched within the memory budget, with progress, a ranked top-N table, and every set's
+//! metrics in a CSV that doubles as the checkpoint for `--resume` (Ctrl-C stops after the
+//! batch in flight; nothing finished is lost or recomputed).
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use etrading_kernels::batch;
+use etrading_kernels::engine::Metrics;
+use etrading_kernels::parity::metric_fields;
+use etrading_kernels::search::score_trial;
+use etrading_kernels::spec::{ParamSet, ParamValue};
+
+use crate::research::{BackendArg, MemoryPlan, Research, ResearchArgs};
+
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    #[command(flatten)]
+    pub research: ResearchArgs,
+    /// Which engine runs the sets.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub backend: BackendArg,
+    /// Rows in the ranked table.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    /// Write every set's params and metrics (full run and each window) to this CSV file.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue an interrupted sweep: sets already in `--out` are not recomputed.
+    #[arg(long, requires = "out")]
+    pub resume: bool,
+    /// Print the summary and the ranked sets as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// A ranked set.
+#[derive(Debug, Clone)]
+struct Ranked {
+    grid_index: u64,
+    score: f64,
+    set: ParamSet,
+    full: Metrics,
+}
+
+const BATCH_CAP: usize = 16_384;
+
+pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let research = Research::load(&args.research)?;
+    let grid = research.grid()?;
+    let memory = MemoryPlan::new(&research, args.research.max_memory.as_deref())?;
+    let (backend, backend_label) = args.backend.pick();
+    let spec = &research.spec;
+    let names: Vec<String> = spec.params.params.iter().map(|p| p.name.clone()).collect();
+    let windows = research.windows.windows().to_vec();
+    let leverage_index = spec.leverage_param();
+
+    // The grid points to run (after --set), minus those already in the output file.
+    let mut todo: Vec<u64> = Vec::new();
+    let mut scratch = spec.params.decode(0).map_err(|e| anyhow::anyhow!("{e}"))?;
+    for index in 0..grid.total {
+        spec.params
+            .decode_into(index, &mut scratch)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if grid.accepts(&scratch) {
+            todo.push(index);
+        }
+    }
+    let selected = todo.len() as u64;
+    let header = csv_header(&names, &windows);
+    let mut done: BTreeSet<u64> = BTreeSet::new();
+    let mut writer = match &args.out {
+        Some(path) => Some(open_output(path, &header, args.resume, &mut done)?),
+        None => None,
+    };
+    todo.retain(|i| !done.contains(i));
+
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let flag = interrupted.clone();
+        // A second handler (e.g. in tests calling run twice) is refused: keep the first.
+        let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    }
+    let bar_sets_per_set = research.bar_symbols();
+    let pb = if args.quiet || args.json {
+        ProgressBar::hidden()
+    } else {
+        let pb = ProgressBar::new(selected);
+        pb.set_style(
+            ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} sets  {per_sec}  eta {eta}  {msg}",
+            )
+            .expect("progress template"),
+        );
+        pb.set_position(done.len() as u64);
+        pb
+    };
+    if !args.json {
+        writeln!(
+            out,
+            "sweep {}: {} sets of {} grid points, {} x {} bars, {} window(s), backend {}; batches of {} sets (memory budget {} from {})",
+            spec.strategy.id,
+            selected,
+            grid.total,
+            research.panel.n_symbols(),
+            research.panel.n_bars(),
+            windows.len(),
+            backend_label,
+            memory.batch_sets.min(BATCH_CAP),
+            crate::sysinfo::mib(memory.budget_bytes),
+            memory.budget_source,
+        )?;
+        if !done.is_empty() {
+            writeln!(out, "resuming: {} sets already in the output file", done.len())?;
+        }
+    }
+
+    let market = research.market();
+    let input = research.input(&market);
+    let batch_sets = memory.batch_sets.min(BATCH_CAP);
+    let nw = windows.len();
+    let mut top: Vec<Ranked> = Vec::new();
+    let mut ranked_count = 0u64;
+    let mut discarded: HashMap<&'static str, u64> = HashMap::new();
+    let finished = AtomicU64::new(0);
+    let started = Instant::now();
+    let mut computed = 0u64;
+    for chunk in todo.chunks(batch_sets) {
+        if interrupted.load(Ordering::SeqCst) {
+            break;
+        }
+        let sets: Vec<ParamSet> = chunk
+            .iter()
+            .map(|&i| spec.params.decode(i).map_err(|e| anyhow::anyhow!("{e}")))
+            .collect::<Result<_, _>>()?;
+        let mut rows = vec![Metrics::default(); sets.len() * nw];
+        batch::run(&input, &sets, backend, &mut rows, &|n| {
+            finished.fetch_add(n as u64, Ordering::Relaxed);
+            pb.inc(n as u64);
+        })
+        .map_err(|e| anyhow::anyhow!("{}: {e}", spec.file))?;
+        computed += sets.len() as u64;
+        for (k, (&grid_index, set)) in chunk.iter().zip(&sets).enumerate() {
+            let metrics = &rows[k * nw..(k + 1) * nw];
+            let leverage = leverage_index
+                .and_then(|i| set.values[i].as_f64())
+                .unwrap_or(1.0);
+            let score = score_trial(&spec.objective, &research.windows, metrics, leverage);
+            if let Some(w) = writer.as_mut() {
+                write_row(w, grid_index, set, &score.value, metrics)?;
+            }
+            match score.value {
+                Ok(value) => {
+                    ranked_count += 1;
+                    push_top(
+                        &mut top,
+                        args.top,
+                        Ranked {
+                            grid_index,
+                            score: value,
+                            set: set.clone(),
+                            full: metrics[0],
+                        },
+                    );
+                }
+                Err(d) => *discarded.entry(d.filter()).or_default() += 1,
+            }
+        }
+        if let Some(w) = writer.as_mut() {
+            w.flush().context("writing the sweep output")?;
+        }
+    }
+    pb.finish_and_clear();
+    let elapsed = started.elapsed().as_secs_f64();
+    let remaining = todo.len() as u64 - computed;
+    let rate = computed as f64 / elapsed.max(1e-9);
+    if args.json {
+        let top_json: Vec<_> = top
+            .iter()
+            .map(|r| {
+                json!({
+                    "grid_index": r.grid_index,
+                    "objective": r.score,
+                    "params": names.iter().zip(&r.set.values).map(|(n, v)| (n.clone(), value_json(v))).collect::<serde_json::Map<_, _>>(),
+                    "full": metric_fields(&r.full).iter().map(|(n, v)| (n.to_string(), num(*v))).collect::<serde_json::Map<_, _>>(),
+                })
+            })
+            .collect();
+        let doc = json!({
+            "schema": "etrading.sweep/1",
+            "spec": spec.strategy.id,
+            "objective": spec.objective.name.name(),
+            "backend": backend_label,
+            "sets": selected,
+            "computed": computed,
+            "resumed": done.len(),
+            "remaining": remaining,
+            "ranked": ranked_count,
+            "discarded": discarded,
+            "seconds": elapsed,
+            "sets_per_second": rate,
+            "bar_sets_per_second": rate * bar_sets_per_set as f64,
+            "data_hash": research.data_hash(),
+            "top": top_json,
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
+    } else {
+        writeln!(
+            out,
+            "{computed} sets in {elapsed:.2} s: {:.0} sets/s, {:.3e} bar-sets/s",
+            rate,
+            rate * bar_sets_per_set as f64
+        )?;
+        let mut reasons: Vec<_> = discarded.iter().collect();
+        reasons.sort();
+        let reasons: Vec<String> = reasons.iter().map(|(k, v)| format!("{v} {k}")).collect();
+        writeln!(
+            out,
+            "ranked {ranked_count}; discarded {}",
+            if reasons.is_empty() {
+                "none".to_string()
+            } else {
+                reasons.join(", ")
+            }
+        )?;
+        print_top(out, &top, &names, spec.objective.name.name())?;
+    }
+    if remaining > 0 {
+        bail!(
+            "interrupted: {remaining} of {selected} sets not run{}",
+            match &args.out {
+                Some(p) => format!(
+                    "; `--resume --out {}` continues without recomputing the others",
+                    p.display()
+                ),
+                None => String::new(),
+            }
+        );
+    }
+    Ok(())
+}
+
+fn push_top(top: &mut Vec<Ranked>, n: usize, r: Ranked) {
+    if n == 0 {
+        return;
+    }
+    let pos = top
+        .iter()
+        .position(|x| r.score > x.score || (r.score == x.score && r.grid_index < x.grid_index))
+        .unwrap_or(top.len());
+    if pos < n {
+        top.insert(pos, r);
+        top.truncate(n);
+    }
+}
+
+fn num(v: f64) -> serde_json::Value {
+    serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, serde_json::Value::Number)
+}
+
+fn value_json(v: &ParamValue) -> serde_json::Value {
+    match v {
+        ParamValue::Int(i) => json!(i),
+        ParamValue::Float(f) => num(*f),
+        ParamValue::Bool(b) => json!(b),
+        ParamValue::Str(s) => json!(s),
+    }
+}
+
+fn value_text(v: &ParamValue) -> String {
+    match v {
+        ParamValue::Int(i) => i.to_string(),
+        ParamValue::Float(f) => f.to_string(),
+        ParamValue::Bool(b) => b.to_string(),
+        ParamValue::Str(s) => s.clone(),
+    }
+}
+
+fn print_top(
+    out: &mut dyn Write,
+    top: &[Ranked],
+    names: &[String],
+    objective: &str,
+) -> anyhow::Result<()> {
+    if top.is_empty() {
+        writeln!(out, "no set passed the filters")?;
+        return Ok(());
+    }
+    writeln!(out)?;
+    write!(out, "{:>4} {:>12}", "rank", objective)?;
+    for n in names {
+        write!(out, " {n:>12}")?;
+    }
+    writeln!(
+        out,
+        " {:>10} {:>8} {:>7} {:>7} {:>6}",
+        "return", "max_dd", "sharpe", "trades", "win"
+    )?;
+    for (i, r) in top.iter().enumerate() {
+        write!(out, "{:>4} {:>12.4}", i + 1, r.score)?;
+        for v in &r.set.values {
+            write!(out, " {:>12}", value_text(v))?;
+        }
+        writeln!(
+            out,
+            " {:>9.2}% {:>7.2}% {:>7.2} {:>7} {:>5.1}%",
+            r.full.total_return * 100.0,
+            r.full.max_drawdown * 100.0,
+            r.full.sharpe,
+            r.full.n_trades,
+            r.full.win_rate * 100.0
+        )?;
+    }
+    Ok(())
+}
+
+const ROW_METRICS: [&str; 9] = [
+    "total_return",
+    "cagr",
+    "max_drawdown",
+    "calmar",
+    "sharpe",
+    "win_rate",
+    "n_trades",
+    "liquidations",
+    "fees_paid",
+];
+
+fn csv_header(names: &[String], windows: &[batch::Window]) -> Vec<String> {
+    let mut h = vec!["grid_index".to_string()];
+    h.extend(names.iter().cloned());
+    h.push("objective".to_string());
+    h.push("discarded".to_string());
+    for w in windows {
+        let label = w.kind.label();
+        h.extend(ROW_METRICS.iter().map(|m| format!("{label}_{m}")));
+    }
+    h
+}
+
+fn write_row(
+    w: &mut csv::Writer<BufWriter<File>>,
+    grid_index: u64,
+    set: &ParamSet,
+    value: &Result<f64, etrading_kernels::search::Discard>,
+    metrics: &[Metrics],
+) -> anyhow::Result<()> {
+    let mut row = vec![grid_index.to_string()];
+    row.extend(set.values.iter().map(value_text));
+    match value {
+        Ok(v) => {
+            row.push(v.to_string());
+            row.push(String::new());
+        }
+        Err(d) => {
+            row.push(String::new());
+            row.push(d.to_string());
+        }
+    }
+    for m in metrics {
+        let fields = metric_fields(m);
+        for name in ROW_METRICS {
+            let v = fields.iter().find(|(n, _)| *n == name).map_or(f64::NAN, |f| f.1);
+            row.push(v.to_string());
+        }
+    }
+    w.write_record(&row).context("writing the sweep output")?;
+    Ok(())
+}
+
+/// Opens the output CSV: a new file (refusing to overwrite one), or with `resume` an existing
+/// one whose header must match, collecting the grid indices it already holds.
+fn open_output(
+    path: &Path,
+    header: &[String],
+    resume: bool,
+    done: &mut BTreeSet<u64>,
+) -> anyhow::Result<csv::Writer<BufWriter<File>>> {
+    let exists = path.exists();
+    if exists && !resume {
+        bail!(
+            "{} exists; pass --resume to continue that sweep, or choose another --out",
+            path.display()
+        );
+    }
+    if exists {
+        let file = File::open(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut lines = BufReader::new(file).lines();
+        let first = lines
+            .next()
+            .transpose()
+            .with_context(|| format!("reading {}", path.display()))?
+            .unwrap_or_default();
+        if first != header.join(",") {
+            bail!(
+                "{}: its columns are not this sweep's (another spec, --set or window split); choose another --out",
+                path.display()
+            );
+        }
+        let mut complete_len = first.len() as u64 + 1;
+        for (n, line) in lines.enumerate() {
+            let line = line.with_context(|| format!("reading {}", path.display()))?;
+            let fields = line.split(',').count();
+            if fields != header.len() {
+                // A row cut by a kill: dropped, and recomputed.
+                break;
+            }
+            let index: u64 = line
+                .split(',')
+                .next()
+                .and_then(|f| f.parse().ok())
+                .with_context(|| format!("{}:{}: grid_index is not a number", path.display(), n + 2))?;
+            done.insert(index);
+            complete_len += line.len() as u64 + 1;
+        }
+        let file = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        file.set_len(complete_len)
+            .with_context(|| format!("truncating a partial row of {}", path.display()))?;
+        let file = OpenOptions::new()
+            .append(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        Ok(csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(BufWriter::new(file)))
+    } else {
+        let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        let mut w = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(BufWriter::new(file));
+        w.write_record(header)
+            .with_context(|| format!("writing {}", path.display()))?;
+        w.flush()?;
+        Ok(w)
+    }
+}
