@@ -3,6 +3,7 @@
 //! edge-biased synthetic markets, the SIMD backend's metrics and trades must equal the
 //! reference's bit for bit (docs/SEMANTICS.md §4.3).
 
+use etrading_kernels::batch::lanes::SimdLevel;
 use etrading_kernels::batch::{self, Backend, BatchInput, WindowPlan, simd};
 use etrading_kernels::brackets;
 use etrading_kernels::engine::{FundingAt, Metrics};
@@ -182,9 +183,20 @@ fn check(label: &str, spec_text: &str, sets_count: usize, seed: u64) {
     let nw = windows.len();
     let mut reference_rows = vec![Metrics::default(); sets.len() * nw];
     batch::run(&input, &sets, Backend::Scalar, &mut reference_rows, &|_| {}).expect("scalar");
+    // Every vector width this CPU has gives the same rows (the narrower ones are checked
+    // against the widest, which is checked against the reference below).
     let mut simd_rows = vec![Metrics::default(); sets.len() * nw];
     let mut logs = vec![Vec::new(); sets.len()];
     simd::run_traced(&input, &sets, &mut simd_rows, Some(&mut logs), &|_| {}).expect("simd");
+    for level in SimdLevel::available() {
+        let mut rows = vec![Metrics::default(); sets.len() * nw];
+        simd::run_at(level, &input, &sets, &mut rows, None, &|_| {}).expect("simd level");
+        for (k, (a, b)) in simd_rows.iter().zip(&rows).enumerate() {
+            if let Some(d) = compare_metrics(a, b, Tolerance::EXACT) {
+                panic!("{label}: {} row {k}: {d}", level.name());
+            }
+        }
+    }
     let mut trades = 0;
     let mut liquidations = 0;
     for (i, set) in sets.iter().enumerate() {

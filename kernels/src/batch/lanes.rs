@@ -100,8 +100,134 @@ impl_lanes!(f64x2, 2);
 impl_lanes!(f64x4, 4);
 impl_lanes!(f64x8, 8);
 
+/// `W` lanes as a plain array whose per-lane loops the compiler vectorises for the target
+/// features of the function they are inlined into. `wide`'s types choose their instructions
+/// at compile time (SSE2 on a baseline x86-64 build), so the AVX2 and AVX-512 entry points,
+/// compiled with `#[target_feature]`, use these instead; the baseline path (SSE2, NEON) uses
+/// `wide::f64x2`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[repr(align(64))]
+pub struct Arr<const W: usize>(pub [f64; W]);
+
+macro_rules! arr_op {
+    ($tr:ident, $f:ident, $op:tt) => {
+        impl<const W: usize> $tr for Arr<W> {
+            type Output = Self;
+            #[inline(always)]
+            fn $f(self, o: Self) -> Self {
+                let mut r = [0.0; W];
+                for l in 0..W {
+                    r[l] = self.0[l] $op o.0[l];
+                }
+                Arr(r)
+            }
+        }
+    };
+}
+
+arr_op!(Add, add, +);
+arr_op!(Sub, sub, -);
+arr_op!(Mul, mul, *);
+arr_op!(Div, div, /);
+
+macro_rules! arr_bits {
+    ($tr:ident, $f:ident, $op:tt) => {
+        impl<const W: usize> $tr for Arr<W> {
+            type Output = Self;
+            #[inline(always)]
+            fn $f(self, o: Self) -> Self {
+                let mut r = [0.0; W];
+                for l in 0..W {
+                    r[l] = f64::from_bits(self.0[l].to_bits() $op o.0[l].to_bits());
+                }
+                Arr(r)
+            }
+        }
+    };
+}
+
+arr_bits!(BitAnd, bitand, &);
+arr_bits!(BitOr, bitor, |);
+
+#[inline(always)]
+fn mask(b: bool) -> f64 {
+    if b { TRUE } else { 0.0 }
+}
+
+impl<const W: usize> Lanes for Arr<W> {
+    const W: usize = W;
+    #[inline(always)]
+    fn splat(x: f64) -> Self {
+        Arr([x; W])
+    }
+    #[inline(always)]
+    fn get(&self, lane: usize) -> f64 {
+        self.0[lane]
+    }
+    #[inline(always)]
+    fn set(&mut self, lane: usize, value: f64) {
+        self.0[lane] = value;
+    }
+    #[inline(always)]
+    fn lt(self, o: Self) -> Self {
+        Arr(std::array::from_fn(|l| mask(self.0[l] < o.0[l])))
+    }
+    #[inline(always)]
+    fn le(self, o: Self) -> Self {
+        Arr(std::array::from_fn(|l| mask(self.0[l] <= o.0[l])))
+    }
+    #[inline(always)]
+    fn gt(self, o: Self) -> Self {
+        Arr(std::array::from_fn(|l| mask(self.0[l] > o.0[l])))
+    }
+    #[inline(always)]
+    fn ge(self, o: Self) -> Self {
+        Arr(std::array::from_fn(|l| mask(self.0[l] >= o.0[l])))
+    }
+    #[inline(always)]
+    fn nan_mask(self) -> Self {
+        Arr(std::array::from_fn(|l| mask(self.0[l].is_nan())))
+    }
+    #[inline(always)]
+    fn blend(m: Self, t: Self, f: Self) -> Self {
+        Arr(std::array::from_fn(|l| {
+            let mb = m.0[l].to_bits();
+            f64::from_bits((mb & t.0[l].to_bits()) | (!mb & f.0[l].to_bits()))
+        }))
+    }
+    /// Callers pass no NaN (SEMANTICS.md §4.3): `a > b ? a : b` equals `f64::max` then.
+    #[inline(always)]
+    fn max(self, o: Self) -> Self {
+        Arr(std::array::from_fn(|l| {
+            if self.0[l] > o.0[l] {
+                self.0[l]
+            } else {
+                o.0[l]
+            }
+        }))
+    }
+    #[inline(always)]
+    fn min(self, o: Self) -> Self {
+        Arr(std::array::from_fn(|l| {
+            if self.0[l] < o.0[l] {
+                self.0[l]
+            } else {
+                o.0[l]
+            }
+        }))
+    }
+    #[inline(always)]
+    fn bitmask(self) -> u32 {
+        let mut m = 0u32;
+        for l in 0..W {
+            m |= ((self.0[l].to_bits() >> 63) as u32) << l;
+        }
+        m
+    }
+}
+
 /// The widest f64 vector unit of the CPU the process runs on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum SimdLevel {
     /// 2 lanes: SSE2 on x86-64, NEON on aarch64, or portable code elsewhere.
     Base,
@@ -122,6 +248,15 @@ impl SimdLevel {
             Ok("avx2") if cpu != SimdLevel::Base => SimdLevel::Avx2,
             _ => cpu,
         }
+    }
+
+    /// Every level this CPU runs, narrowest first.
+    pub fn available() -> Vec<SimdLevel> {
+        let cpu = Self::cpu();
+        [SimdLevel::Base, SimdLevel::Avx2, SimdLevel::Avx512]
+            .into_iter()
+            .filter(|l| *l <= cpu)
+            .collect()
     }
 
     fn cpu() -> SimdLevel {

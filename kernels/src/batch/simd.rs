@@ -22,9 +22,9 @@
 use std::collections::HashMap;
 
 use rayon::prelude::*;
-use wide::{f64x2, f64x4, f64x8};
+use wide::f64x2;
 
-use super::lanes::{Lanes, SimdLevel, TRUE};
+use super::lanes::{Arr, Lanes, SimdLevel, TRUE};
 use super::{BatchError, BatchInput, indicators};
 use crate::brackets::BracketTable;
 use crate::engine::{ExitReason, FundingAt, Metrics, MetricsAcc, Side, Trade};
@@ -116,6 +116,19 @@ pub fn run_traced(
     trades: Option<&mut [TradeLog]>,
     progress: &(dyn Fn(usize) + Sync),
 ) -> Result<(), BatchError> {
+    run_at(SimdLevel::detect(), input, sets, out, trades, progress)
+}
+
+/// [`run_traced`] at a given vector width (at most the CPU's: see [`SimdLevel::available`]).
+pub fn run_at(
+    level: SimdLevel,
+    input: &BatchInput<'_>,
+    sets: &[ParamSet],
+    out: &mut [Metrics],
+    trades: Option<&mut [TradeLog]>,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<(), BatchError> {
+    let level = level.min(SimdLevel::detect());
     let shared = Shared::new(input)?;
     let plans: Vec<SetPlan> = sets
         .par_iter()
@@ -141,7 +154,6 @@ pub fn run_traced(
         rest = tail;
     }
     let nw = input.windows.len();
-    let level = SimdLevel::detect();
     let trace = trades.is_some();
     let results: Vec<(Vec<Metrics>, Vec<TradeLog>)> = tasks
         .par_iter()
@@ -197,7 +209,7 @@ unsafe fn run_task_avx2(
     task: &[usize],
     trace: bool,
 ) -> Result<(Vec<Metrics>, Vec<TradeLog>), BatchError> {
-    run_task::<f64x4>(shared, sets, plans, task, trace)
+    run_task::<Arr<4>>(shared, sets, plans, task, trace)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -209,7 +221,7 @@ unsafe fn run_task_avx512(
     task: &[usize],
     trace: bool,
 ) -> Result<(Vec<Metrics>, Vec<TradeLog>), BatchError> {
-    run_task::<f64x8>(shared, sets, plans, task, trace)
+    run_task::<Arr<8>>(shared, sets, plans, task, trace)
 }
 
 /// Per-batch data every task reads.
@@ -494,6 +506,7 @@ pub fn signals_of(
 }
 
 /// One task: sets sharing indicators and funding.
+#[inline(always)]
 fn run_task<L: Lanes>(
     shared: &Shared<'_>,
     sets: &[ParamSet],
@@ -646,7 +659,7 @@ impl<'s> WindowCtx<'s> {
 }
 
 /// The reference's position (engine::sim `Position`), one lane's copy.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 struct Position {
     side: Side,
     qty: f64,
@@ -922,6 +935,7 @@ fn flat_mask(w: usize) -> u64 {
 }
 
 /// Simulates one block of lanes over a window; returns each lane's metric sums.
+#[inline(always)]
 fn simulate_block<L: Lanes>(
     ctx: &WindowCtx<'_>,
     lanes: &[LaneParams],
@@ -1236,6 +1250,8 @@ struct LaneView<'c, 's> {
     lane: usize,
     wallet: f64,
     pos: [Option<Position>; MAX_SYMBOLS],
+    /// The positions as loaded: only those that changed are written back.
+    loaded: [Option<Position>; MAX_SYMBOLS],
 }
 
 impl<'c, 's> LaneView<'c, 's> {
@@ -1254,29 +1270,38 @@ impl<'c, 's> LaneView<'c, 's> {
             lane: l,
             wallet: blk.wallet.get(l),
             pos,
+            loaded: pos,
         }
     }
 
     fn store<L: Lanes>(&self, blk: &mut Block<L>, ctx: &WindowCtx<'_>, t: usize) {
         let shared = ctx.shared;
         blk.wallet.set(self.lane, self.wallet);
+        let l = self.lane;
         for s in 0..shared.market.symbols.len() {
-            let shift = 8 * self.lane;
-            blk.side_mask[s] = (blk.side_mask[s] & !(0xff << shift))
-                | side_bits(self.pos[s].map(|p| p.side)) << shift;
-            // Cache the bracket of the notional at this bar's worst mark for the vector test.
-            let worst = match self.pos[s].map(|p| p.side) {
+            let side = self.pos[s].map(|p| p.side);
+            // The notional at this bar's worst mark, for the cross test's cached bracket.
+            let worst = match side {
                 Some(Side::Long) => shared.mark_low[s][t],
                 _ => shared.mark_high[s][t],
             };
             let notional = self.pos[s].map_or(0.0, |p| p.qty * worst);
-            blk.pos[s].store(
-                self.lane,
-                self.pos[s],
-                shared.margin_mode,
-                shared.tables[s],
-                notional,
-            );
+            let p = &mut blk.pos[s];
+            if self.pos[s] != self.loaded[s] {
+                let shift = 8 * l;
+                blk.side_mask[s] = (blk.side_mask[s] & !(0xff << shift)) | side_bits(side) << shift;
+                p.store(
+                    l,
+                    self.pos[s],
+                    shared.margin_mode,
+                    shared.tables[s],
+                    notional,
+                );
+            } else if side.is_some()
+                && !(notional > p.bracket_floor.get(l) && notional <= p.bracket_cap.get(l))
+            {
+                p.cache_bracket(l, shared.tables[s], notional);
+            }
         }
     }
 
