@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 
+# The report viewer first (wasm32, pinned wasm-bindgen-cli): etrading embeds it at build time.
+bash scripts/build-viewer.sh
 cargo build --release --locked -p etrading-cli
 ET=target/release/etrading
 

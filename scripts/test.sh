@@ -13,6 +13,10 @@ step() { echo; echo "== $*"; }
 # throwaway cluster on loopback) and Mesa's lavapipe (the GPU tests run on it).
 apt_ensure postgresql mesa-vulkan-drivers libvulkan1
 
+# The report viewer (wasm32 + pinned wasm-bindgen-cli) first: etrading embeds it at build time.
+step "scripts/build-viewer.sh"
+bash scripts/build-viewer.sh
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -42,6 +42,10 @@ pub struct BacktestArgs {
     /// Also write the trades as CSV to this file.
     #[arg(long)]
     pub trades: Option<PathBuf>,
+    /// Also write every bar's indicator outputs and the four rule signals as CSV to this file
+    /// (one row per symbol and bar; for checks against TA-Lib and other engines).
+    #[arg(long, value_name = "FILE")]
+    pub signals: Option<PathBuf>,
 }
 
 /// Reads and validates a spec file.
@@ -118,7 +122,7 @@ pub fn param_set(spec: &Spec, sets: &[String]) -> anyhow::Result<ParamSet> {
     Ok(ParamSet { values })
 }
 
-fn same_value(v: &ParamValue, text: &str) -> bool {
+pub(crate) fn same_value(v: &ParamValue, text: &str) -> bool {
     match v {
         ParamValue::Int(i) => text.parse::<i64>().is_ok_and(|t| t == *i),
         ParamValue::Float(f) => text
@@ -196,7 +200,21 @@ pub fn load_for_spec(
         .parse()
         .with_context(|| format!("{}: [strategy] interval", spec.file))?;
     let mut opts = select.load_options()?;
-    opts.symbols = Some(spec.strategy.symbols.clone());
+    // `--symbols` narrows the spec's symbols (it cannot add one the spec does not trade).
+    let symbols = match &select.symbols {
+        Some(list) => {
+            if let Some(extra) = list.iter().find(|s| !spec.strategy.symbols.contains(s)) {
+                bail!(
+                    "--symbols {extra}: {} trades only {}",
+                    spec.file,
+                    spec.strategy.symbols.join(", ")
+                );
+            }
+            list.clone()
+        }
+        None => spec.strategy.symbols.clone(),
+    };
+    opts.symbols = Some(symbols.clone());
     let explicit = opts.interval.is_some() || opts.resample.is_some();
     if !explicit {
         // The spec's interval, else resampled from the coarsest finer interval dividing it.
@@ -235,9 +253,7 @@ pub fn load_for_spec(
             select.gap_policy(),
         )
         .context("aligning symbols")?;
-    let missing: Vec<&String> = spec
-        .strategy
-        .symbols
+    let missing: Vec<&String> = symbols
         .iter()
         .filter(|s| panel.symbol_index(s).is_none())
         .collect();
@@ -346,6 +362,9 @@ pub fn run(args: &BacktestArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     if let Some(path) = &args.trades {
         write_trades_csv(path, &rep.trades)?;
     }
+    if let Some(path) = &args.signals {
+        write_signals_csv(path, &resolved, &panel, &bt.signals)?;
+    }
     if args.json {
         serde_json::to_writer(&mut *out, &rep)?;
         writeln!(out)?;
@@ -438,6 +457,55 @@ fn write_trades_csv(
             t.mae,
             t.mfe
         ));
+    }
+    let tmp = path.with_extension("csv.part");
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// `--signals FILE`: `symbol,open_time`, one column per indicator output (named as rules name
+/// them: `rsi`, `bb.upper`), then `long_entry,long_exit,short_entry,short_exit` as 0/1. Values
+/// are written in full precision (NaN during warm-up).
+fn write_signals_csv(
+    path: &PathBuf,
+    resolved: &etrading_kernels::spec::ResolvedSpec,
+    panel: &Panel,
+    signals: &[reference::SymbolSignals],
+) -> anyhow::Result<()> {
+    let mut columns: Vec<(String, usize)> = Vec::new();
+    for ind in &resolved.indicators {
+        for (k, output) in ind.output_names.iter().enumerate() {
+            let name = if ind.output_names.len() == 1 {
+                ind.name.clone()
+            } else {
+                format!("{}.{output}", ind.name)
+            };
+            columns.push((name, ind.first_slot + k));
+        }
+    }
+    let mut text = String::from("symbol,open_time");
+    for (name, _) in &columns {
+        text.push(',');
+        text.push_str(name);
+    }
+    text.push_str(",long_entry,long_exit,short_entry,short_exit\n");
+    for (symbol, sg) in panel.symbols.iter().zip(signals) {
+        for (t, &time) in panel.open_time.iter().enumerate() {
+            text.push_str(&format!("{symbol},{}", etrading_reports::iso_time(time)));
+            for &(_, slot) in &columns {
+                text.push_str(&format!(",{}", sg.indicators[slot][t]));
+            }
+            for flags in [
+                &sg.long_entry,
+                &sg.long_exit,
+                &sg.short_entry,
+                &sg.short_exit,
+            ] {
+                text.push_str(if flags[t] { ",1" } else { ",0" });
+            }
+            text.push('\n');
+        }
     }
     let tmp = path.with_extension("csv.part");
     std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;

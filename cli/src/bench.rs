@@ -43,6 +43,8 @@ pub enum BenchBackend {
     Simd,
     /// The scalar reference engine.
     Scalar,
+    /// The GPU kernel (first adapter), with SIMD in the same run for the speed-up.
+    Gpu,
 }
 
 #[derive(Debug, Args)]
@@ -63,6 +65,12 @@ pub struct BenchKernelsArgs {
     /// Param sets for the scalar reference (its rate is measured on these).
     #[arg(long, default_value_t = 64)]
     pub scalar_sets: usize,
+    /// Param sets for the GPU backend.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub gpu_sets: usize,
+    /// Float precision of the GPU backend.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: crate::research::PrecisionArg,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -239,7 +247,17 @@ fn bench_kernels(args: &BenchKernelsArgs, out: &mut dyn Write) -> anyhow::Result
                 tmp = tempfile::tempdir().context("creating a temporary folder")?;
                 let exe = std::env::current_exe().context("finding the etrading binary")?;
                 let status = Process::new(exe)
-                    .args(["data", "synth", "--interval", "1h", "--from", "2020-01", "--to", "2025-12", "--out"])
+                    .args([
+                        "data",
+                        "synth",
+                        "--interval",
+                        "1h",
+                        "--from",
+                        "2020-01",
+                        "--to",
+                        "2025-12",
+                        "--out",
+                    ])
                     .arg(tmp.path())
                     .stdout(std::process::Stdio::null())
                     .status()
@@ -273,7 +291,7 @@ fn bench_kernels(args: &BenchKernelsArgs, out: &mut dyn Write) -> anyhow::Result
             .collect()
     };
     let mut results = Vec::new();
-    let mut time = |backend: Backend, n: usize| -> anyhow::Result<(usize, f64)> {
+    let time = |backend: Backend, n: usize| -> anyhow::Result<(usize, f64)> {
         let sets = sets_for(n)?;
         let mut rows = vec![Metrics::default(); sets.len() * research.windows.len()];
         let t0 = Instant::now();
@@ -281,7 +299,21 @@ fn bench_kernels(args: &BenchKernelsArgs, out: &mut dyn Write) -> anyhow::Result
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok((sets.len(), t0.elapsed().as_secs_f64()))
     };
-    if matches!(args.backend, BenchBackend::All | BenchBackend::Simd) {
+    if args.backend == BenchBackend::Gpu {
+        let info =
+            etrading_kernels::gpu::probe().map_err(|e| anyhow::anyhow!("--backend gpu: {e}"))?;
+        let (n, secs) = time(Backend::Gpu(args.precision.gpu()), args.gpu_sets)?;
+        results.push((
+            "gpu",
+            format!("{} {}", info.name, args.precision.gpu().name()),
+            n,
+            secs,
+        ));
+    }
+    if matches!(
+        args.backend,
+        BenchBackend::All | BenchBackend::Simd | BenchBackend::Gpu
+    ) {
         let (n, secs) = time(Backend::Simd, args.sets)?;
         results.push(("simd", SimdLevel::detect().name().to_string(), n, secs));
     }
@@ -290,9 +322,20 @@ fn bench_kernels(args: &BenchKernelsArgs, out: &mut dyn Write) -> anyhow::Result
         results.push(("scalar", "reference engine".to_string(), n, secs));
     }
     let rate = |n: usize, secs: f64| n as f64 * bar_symbols as f64 / secs;
-    let simd_rate = results.iter().find(|r| r.0 == "simd").map(|r| rate(r.2, r.3));
-    let scalar_rate = results.iter().find(|r| r.0 == "scalar").map(|r| rate(r.2, r.3));
+    let simd_rate = results
+        .iter()
+        .find(|r| r.0 == "simd")
+        .map(|r| rate(r.2, r.3));
+    let scalar_rate = results
+        .iter()
+        .find(|r| r.0 == "scalar")
+        .map(|r| rate(r.2, r.3));
     let speedup = simd_rate.zip(scalar_rate).map(|(a, b)| a / b);
+    let gpu_rate = results
+        .iter()
+        .find(|r| r.0 == "gpu")
+        .map(|r| rate(r.2, r.3));
+    let gpu_speedup = gpu_rate.zip(simd_rate).map(|(a, b)| a / b);
     let peak = peak_rss_bytes();
     if args.json {
         let doc = json!({
@@ -309,6 +352,7 @@ fn bench_kernels(args: &BenchKernelsArgs, out: &mut dyn Write) -> anyhow::Result
                 "bar_sets_per_second": rate(*n, *secs),
             })).collect::<Vec<_>>(),
             "speedup_simd_over_scalar": speedup,
+            "speedup_gpu_over_simd": gpu_speedup,
             "peak_rss_bytes": peak,
         });
         writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
@@ -325,16 +369,31 @@ fn bench_kernels(args: &BenchKernelsArgs, out: &mut dyn Write) -> anyhow::Result
         &research.data_hash()[..12],
         rayon::current_num_threads()
     )?;
-    writeln!(out, "{:<8} {:<22} {:>9} {:>10} {:>12} {:>16}", "backend", "", "sets", "seconds", "sets/s", "bar-sets/s")?;
+    writeln!(
+        out,
+        "{:<8} {:<22} {:>9} {:>10} {:>12} {:>16}",
+        "backend", "", "sets", "seconds", "sets/s", "bar-sets/s"
+    )?;
     for (name, detail, n, secs) in &results {
         writeln!(
             out,
             "{:<8} {:<22} {:>9} {:>10.3} {:>12.1} {:>16.3e}",
-            name, detail, n, secs, *n as f64 / secs, rate(*n, *secs)
+            name,
+            detail,
+            n,
+            secs,
+            *n as f64 / secs,
+            rate(*n, *secs)
         )?;
     }
     if let Some(x) = speedup {
         writeln!(out, "speed-up of simd over the scalar reference: {x:.1}x")?;
+    }
+    if let Some(x) = gpu_speedup {
+        writeln!(
+            out,
+            "speed-up of gpu over simd: {x:.1}x (timings include upload and readback)"
+        )?;
     }
     if let Some(p) = peak {
         writeln!(out, "peak RSS: {}", mib(p))?;

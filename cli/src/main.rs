@@ -5,6 +5,13 @@ mod backtest_cmd;
 mod bench;
 mod data_cmd;
 mod fetch_cmd;
+mod optimize_cmd;
+mod parity_cmd;
+mod promote_cmd;
+mod report_cmd;
+mod research;
+mod study_cmd;
+mod sweep_cmd;
 mod sysinfo;
 
 use std::io::Write;
@@ -27,9 +34,31 @@ enum Command {
     Data(data_cmd::DataCommand),
     /// One reference backtest of a strategy spec: metrics, or metrics and trades as JSON.
     Backtest(backtest_cmd::BacktestArgs),
-    /// Benchmarks (speed and memory targets are measured here, never in tests).
+    /// Batched search over a spec's parameter space (grid, random, TPE), written as an
+    /// Optuna-compatible study.
+    Optimize(optimize_cmd::OptimizeArgs),
+    /// Studies: list, show, best, export.
     #[command(subcommand)]
-    Bench(bench::BenchCommand),
+    Study(study_cmd::StudyCommand),
+    /// Every grid point of a spec through a batch backend, ranked by its objective.
+    Sweep(sweep_cmd::SweepArgs),
+    /// Sampled param sets through every fast backend and the reference; non-zero exit on any
+    /// disagreement.
+    Parity(parity_cmd::ParityArgs),
+    /// Benchmarks (speed and memory targets are measured here, never in tests); alone, the
+    /// standard kernel benchmark.
+    Bench(bench::BenchArgs),
+    /// Promotes a study's trial to PostgreSQL's active_configs, after re-running it.
+    Promote(promote_cmd::PromoteArgs),
+    /// Restores an earlier config of a strategy as its active one.
+    Rollback(promote_cmd::RollbackArgs),
+    /// Lists the active configs, or every promotion and rollback.
+    Configs(promote_cmd::ConfigsArgs),
+    /// PostgreSQL schema: `etrading db migrate`.
+    #[command(subcommand)]
+    Db(promote_cmd::DbCommand),
+    /// Self-contained HTML reports of a study (browser + trial pages) or of one run.
+    Report(report_cmd::ReportArgs),
 }
 
 fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
@@ -37,10 +66,24 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         Command::Data(cmd) => data_cmd::run(cmd, out),
         Command::Bench(cmd) => bench::run(cmd, out),
         Command::Backtest(args) => backtest_cmd::run(&args, out),
+        Command::Sweep(args) => sweep_cmd::run(&args, out),
+        Command::Parity(args) => parity_cmd::run(&args, out),
+        Command::Optimize(args) => optimize_cmd::run(&args, out),
+        Command::Study(cmd) => study_cmd::run(cmd, out),
+        Command::Promote(args) => promote_cmd::run_promote(&args, out),
+        Command::Rollback(args) => promote_cmd::run_rollback(&args, out),
+        Command::Configs(args) => promote_cmd::run_configs(&args, out),
+        Command::Db(cmd) => promote_cmd::run_db(cmd, out),
+        Command::Report(args) => report_cmd::run(&args, out),
     }
 }
 
 fn main() -> ExitCode {
+    if std::env::var_os("NODEVICE_SELECT").is_none() {
+        // SAFETY: nothing else runs yet (no thread has been started). Mesa's Vulkan
+        // device-select layer otherwise prints an XDG_RUNTIME_DIR warning on every GPU probe.
+        unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
+    }
     let cli = Cli::parse();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

@@ -26,7 +26,9 @@ use crate::research::{Research, ResearchArgs};
 pub enum ParityBackend {
     /// The f64 SIMD kernel.
     Simd,
-    /// Every fast backend this build has.
+    /// The GPU kernel on the first adapter: f64 (when it has SHADER_F64) and f32.
+    Gpu,
+    /// SIMD, and the GPU when an adapter exists.
     All,
 }
 
@@ -157,8 +159,86 @@ pub fn run(args: &ParityArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     pb.finish_and_clear();
 
     let mut tallies: Vec<(&'static str, Tolerance, Tally)> = Vec::new();
-    // SIMD, f64: exact. (`--backend simd` and `all` both include it.)
-    debug_assert!(matches!(args.backend, ParityBackend::Simd | ParityBackend::All));
+    let mut notes: Vec<String> = Vec::new();
+    let want_gpu = matches!(args.backend, ParityBackend::Gpu | ParityBackend::All);
+    if want_gpu {
+        match etrading_kernels::gpu::probe() {
+            Ok(info) => {
+                let mut precisions = vec![(
+                    etrading_kernels::gpu::Precision::F32,
+                    "gpu f32",
+                    Tolerance::F32,
+                )];
+                if info.has_f64 {
+                    precisions.insert(
+                        0,
+                        (
+                            etrading_kernels::gpu::Precision::F64,
+                            "gpu f64",
+                            Tolerance::F64_REORDERED,
+                        ),
+                    );
+                }
+                for (precision, name, tol) in precisions {
+                    let mut rows = vec![Metrics::default(); sets.len() * nw];
+                    let report =
+                        etrading_kernels::gpu::run(&input, &sets, precision, &mut rows, &|_| {})
+                            .map_err(|e| anyhow::anyhow!("gpu: {e}"))?;
+                    notes.push(format!(
+                        "{name} on {} ({}): {} sets on the GPU, {} fell back to the CPU{}",
+                        info.name,
+                        info.device_type,
+                        report.gpu_sets,
+                        report.cpu_fallback_sets,
+                        report
+                            .fallback_reason
+                            .map(|r| format!(" ({r})"))
+                            .unwrap_or_default()
+                    ));
+                    let mut tally = Tally {
+                        sets: sets.len(),
+                        windows: sets.len() * nw,
+                        ..Tally::default()
+                    };
+                    let mut float_misses = 0usize;
+                    for (i, set) in sets.iter().enumerate() {
+                        tally.trades += reference_runs[i].1.result.trades.len();
+                        for w in 0..nw {
+                            let (e, f) = (&reference_runs[i].0[w], &rows[i * nw + w]);
+                            if let Some(d) = compare_metrics(e, f, tol) {
+                                let counts = d.tolerance == Tolerance::EXACT;
+                                let line = format!(
+                                    "{}: window {}: {d}",
+                                    spec.params.describe(set),
+                                    research.windows.windows()[w].kind.label()
+                                );
+                                if precision == etrading_kernels::gpu::Precision::F64 || counts {
+                                    tally.metric_diffs.push(line);
+                                } else {
+                                    float_misses += 1;
+                                    if float_misses * 100 > sets.len() * nw {
+                                        tally.metric_diffs.push(format!(
+                                            "more than 1 % of rows outside {tol}: {line}"
+                                        ));
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    if float_misses > 0 {
+                        notes.push(format!("{name}: {float_misses} of {} rows have a float outside {tol} (at most 1 % allowed, §5.3)", sets.len() * nw));
+                    }
+                    tallies.push((name, tol, tally));
+                }
+            }
+            Err(e) if args.backend == ParityBackend::Gpu => bail!("--backend gpu: {e}"),
+            Err(e) => notes.push(format!("gpu: not checked: {e}")),
+        }
+    }
+    if args.backend == ParityBackend::Gpu {
+        return finish(args, out, spec, &research, sets.len(), nw, tallies, notes);
+    }
+    // SIMD, f64: exact.
     let mut rows = vec![Metrics::default(); sets.len() * nw];
     let mut logs = vec![Vec::new(); sets.len()];
     simd::run_traced(&input, &sets, &mut rows, Some(&mut logs), &|_| {})
@@ -215,15 +295,29 @@ pub fn run(args: &ParityArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             }
         }
     }
-    tallies.push(("simd f64", Tolerance::EXACT, tally));
+    tallies.insert(0, ("simd f64", Tolerance::EXACT, tally));
+    finish(args, out, spec, &research, sets.len(), nw, tallies, notes)
+}
 
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    args: &ParityArgs,
+    out: &mut dyn Write,
+    spec: &Spec,
+    research: &Research,
+    samples: usize,
+    nw: usize,
+    tallies: Vec<(&'static str, Tolerance, Tally)>,
+    notes: Vec<String>,
+) -> anyhow::Result<()> {
     let failed = tallies.iter().any(|(_, _, t)| t.failed());
     if args.json {
         let doc = json!({
             "schema": "etrading.parity/1",
             "spec": spec.strategy.id,
             "data_hash": research.data_hash(),
-            "samples": sets.len(),
+            "samples": samples,
+            "notes": notes,
             "windows": nw,
             "backends": tallies.iter().map(|(name, tol, t)| json!({
                 "backend": name,
@@ -245,7 +339,7 @@ pub fn run(args: &ParityArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             out,
             "parity {}: {} sampled sets x {} window(s) against the reference (data {})",
             spec.strategy.id,
-            sets.len(),
+            samples,
             nw,
             &research.data_hash()[..12]
         )?;
@@ -277,6 +371,9 @@ pub fn run(args: &ParityArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             {
                 writeln!(out, "  {d}")?;
             }
+        }
+        for n in &notes {
+            writeln!(out, "note: {n}")?;
         }
         writeln!(
             out,

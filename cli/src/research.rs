@@ -50,30 +50,91 @@ pub struct ResearchArgs {
 /// `--backend`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BackendArg {
-    /// The fastest backend this machine has.
+    /// A hardware GPU when there is one, else the SIMD kernel (the choice is printed).
     Auto,
     /// The fused SIMD lane kernel.
     Simd,
     /// The scalar reference engine, one set at a time per thread.
     Scalar,
+    /// The WGSL kernel on the first GPU adapter (a software one such as lavapipe included).
+    Gpu,
+}
+
+/// `--precision` of the GPU backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PrecisionArg {
+    F32,
+    F64,
+}
+
+impl PrecisionArg {
+    pub fn gpu(self) -> etrading_kernels::gpu::Precision {
+        match self {
+            PrecisionArg::F32 => etrading_kernels::gpu::Precision::F32,
+            PrecisionArg::F64 => etrading_kernels::gpu::Precision::F64,
+        }
+    }
 }
 
 impl BackendArg {
-    pub fn pick(self) -> (Backend, String) {
-        match self {
-            BackendArg::Auto | BackendArg::Simd => (
-                Backend::Simd,
+    /// The backend to run and a line saying which and why.
+    pub fn pick(self, precision: PrecisionArg) -> anyhow::Result<(Backend, String)> {
+        let simd = || {
+            format!(
+                "simd ({}, {} threads)",
+                SimdLevel::detect().name(),
+                rayon::current_num_threads()
+            )
+        };
+        let gpu = |info: &etrading_kernels::gpu::AdapterInfo| {
+            format!(
+                "gpu ({}, {}, {})",
+                info.name,
+                info.backend,
+                precision.gpu().name()
+            )
+        };
+        Ok(match self {
+            BackendArg::Simd => (Backend::Simd, simd()),
+            BackendArg::Scalar => (
+                Backend::Scalar,
                 format!(
-                    "simd ({}, {} threads)",
-                    SimdLevel::detect().name(),
+                    "scalar reference ({} threads)",
                     rayon::current_num_threads()
                 ),
             ),
-            BackendArg::Scalar => (
-                Backend::Scalar,
-                format!("scalar reference ({} threads)", rayon::current_num_threads()),
-            ),
-        }
+            BackendArg::Gpu => {
+                let info = etrading_kernels::gpu::probe()
+                    .map_err(|e| anyhow::anyhow!("--backend gpu: {e}"))?;
+                if precision == PrecisionArg::F64 && !info.has_f64 {
+                    bail!(
+                        "--precision f64: {} has no f64 shaders (SHADER_F64)",
+                        info.name
+                    );
+                }
+                (Backend::Gpu(precision.gpu()), gpu(&info))
+            }
+            BackendArg::Auto => match etrading_kernels::gpu::probe() {
+                Ok(info)
+                    if info.is_hardware && (precision == PrecisionArg::F32 || info.has_f64) =>
+                {
+                    (
+                        Backend::Gpu(precision.gpu()),
+                        format!("{} [auto: hardware GPU]", gpu(&info)),
+                    )
+                }
+                Ok(info) => (
+                    Backend::Simd,
+                    format!(
+                        "{} [auto: the only GPU adapter is {} ({}), not hardware]",
+                        simd(),
+                        info.name,
+                        info.device_type
+                    ),
+                ),
+                Err(_) => (Backend::Simd, format!("{} [auto: no GPU adapter]", simd())),
+            },
+        })
     }
 }
 
@@ -299,7 +360,8 @@ impl MemoryPlan {
         let metrics = size_of::<Metrics>() as u64;
         // The set, its plan and keys, the result row twice (sorted and in place), and the
         // output record.
-        let per_set_bytes = 64 * research.spec.params.params.len() as u64 + 256 + 2 * nw * metrics + 256;
+        let per_set_bytes =
+            64 * research.spec.params.params.len() as u64 + 256 + 2 * nw * metrics + 256;
         let needed = inputs_bytes + scratch_bytes + 64 * per_set_bytes;
         if budget_bytes < needed {
             bail!(

@@ -22,7 +22,7 @@ use etrading_kernels::parity::metric_fields;
 use etrading_kernels::search::score_trial;
 use etrading_kernels::spec::{ParamSet, ParamValue};
 
-use crate::research::{BackendArg, MemoryPlan, Research, ResearchArgs};
+use crate::research::{BackendArg, MemoryPlan, PrecisionArg, Research, ResearchArgs};
 
 #[derive(Debug, Args)]
 pub struct SweepArgs {
@@ -31,6 +31,9 @@ pub struct SweepArgs {
     /// Which engine runs the sets.
     #[arg(long, value_enum, default_value = "auto")]
     pub backend: BackendArg,
+    /// Float precision of the GPU backend.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: PrecisionArg,
     /// Rows in the ranked table.
     #[arg(long, default_value_t = 10)]
     pub top: usize,
@@ -63,7 +66,7 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let research = Research::load(&args.research)?;
     let grid = research.grid()?;
     let memory = MemoryPlan::new(&research, args.research.max_memory.as_deref())?;
-    let (backend, backend_label) = args.backend.pick();
+    let (backend, backend_label) = args.backend.pick(args.precision)?;
     let spec = &research.spec;
     let names: Vec<String> = spec.params.params.iter().map(|p| p.name.clone()).collect();
     let windows = research.windows.windows().to_vec();
@@ -101,10 +104,8 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     } else {
         let pb = ProgressBar::new(selected);
         pb.set_style(
-            ProgressStyle::with_template(
-                "{bar:40} {pos}/{len} sets  {per_sec}  eta {eta}  {msg}",
-            )
-            .expect("progress template"),
+            ProgressStyle::with_template("{bar:40} {pos}/{len} sets  {per_sec}  eta {eta}  {msg}")
+                .expect("progress template"),
         );
         pb.set_position(done.len() as u64);
         pb
@@ -112,7 +113,7 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     if !args.json {
         writeln!(
             out,
-            "sweep {}: {} sets of {} grid points, {} x {} bars, {} window(s), backend {}; batches of {} sets (memory budget {} from {})",
+            "sweep {}: {} sets of {} grid points, {} x {} bars, {} window(s), backend {}, brackets {}; batches of {} sets (memory budget {} from {})",
             spec.strategy.id,
             selected,
             grid.total,
@@ -120,12 +121,17 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             research.panel.n_bars(),
             windows.len(),
             backend_label,
+            research.brackets_label,
             memory.batch_sets.min(BATCH_CAP),
             crate::sysinfo::mib(memory.budget_bytes),
             memory.budget_source,
         )?;
         if !done.is_empty() {
-            writeln!(out, "resuming: {} sets already in the output file", done.len())?;
+            writeln!(
+                out,
+                "resuming: {} sets already in the output file",
+                done.len()
+            )?;
         }
     }
 
@@ -215,6 +221,15 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             "sets_per_second": rate,
             "bar_sets_per_second": rate * bar_sets_per_set as f64,
             "data_hash": research.data_hash(),
+            "brackets": research.brackets_label,
+            "memory": {
+                "budget_bytes": memory.budget_bytes,
+                "budget_source": memory.budget_source,
+                "inputs_bytes": memory.inputs_bytes,
+                "scratch_bytes": memory.scratch_bytes,
+                "per_set_bytes": memory.per_set_bytes,
+                "batch_sets": batch_sets,
+            },
             "top": top_json,
         });
         writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
@@ -374,7 +389,10 @@ fn write_row(
     for m in metrics {
         let fields = metric_fields(m);
         for name in ROW_METRICS {
-            let v = fields.iter().find(|(n, _)| *n == name).map_or(f64::NAN, |f| f.1);
+            let v = fields
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or(f64::NAN, |f| f.1);
             row.push(v.to_string());
         }
     }
@@ -423,7 +441,9 @@ fn open_output(
                 .split(',')
                 .next()
                 .and_then(|f| f.parse().ok())
-                .with_context(|| format!("{}:{}: grid_index is not a number", path.display(), n + 2))?;
+                .with_context(|| {
+                    format!("{}:{}: grid_index is not a number", path.display(), n + 2)
+                })?;
             done.insert(index);
             complete_len += line.len() as u64 + 1;
         }

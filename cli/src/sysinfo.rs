@@ -38,9 +38,8 @@ pub fn available_memory_bytes() -> Option<u64> {
         .parse::<u64>()
         .ok()?
         * 1024;
-    let read = |path: &str| -> Option<u64> {
-        std::fs::read_to_string(path).ok()?.trim().parse().ok()
-    };
+    let read =
+        |path: &str| -> Option<u64> { std::fs::read_to_string(path).ok()?.trim().parse().ok() };
     let cgroup_room = match (
         read("/sys/fs/cgroup/memory.max"),
         read("/sys/fs/cgroup/memory.current"),

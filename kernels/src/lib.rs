@@ -5,12 +5,15 @@
 //! spec files and passes their text to [`spec::Spec::parse`]; engines pass bar columns as
 //! slices and receive results in preallocated outputs.
 
-pub mod brackets;
 pub mod batch;
+pub mod brackets;
 pub mod engine;
 pub mod expr;
+pub mod gpu;
 pub mod indicator;
+pub mod parity;
 pub mod reference;
+pub mod search;
 pub mod series;
 pub mod spec;
 #[cfg(feature = "talib")]

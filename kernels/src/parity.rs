@@ -22,6 +22,14 @@ impl Tolerance {
         abs: 0.0,
     };
 
+    /// The same f64 program on another CPU architecture: IEEE arithmetic is identical, but
+    /// `powf` (CAGR) comes from each platform's libm and may differ in the last bits.
+    pub const CROSS_PLATFORM: Tolerance = Tolerance {
+        name: "cross-platform",
+        rel: 1e-12,
+        abs: 1e-12,
+    };
+
     /// f64 with a different order of operations (FMA or reassociation, e.g. WGSL's f64).
     pub const F64_REORDERED: Tolerance = Tolerance {
         name: "f64-reordered",

@@ -167,16 +167,23 @@ fn compute_indicator(
     ind.compute(bars, outputs).map_err(|e| e.to_string())
 }
 
+/// Without TA-Lib (the aarch64 cross build), the streaming implementations of
+/// [`crate::batch::indicators`] stand in: they are proven equal to TA-Lib, bit for bit, by
+/// kernels/tests/indicators.rs on builds that have both. Other functions are unavailable.
 #[cfg(not(feature = "talib"))]
 fn compute_indicator(
     ind: &crate::spec::ResolvedIndicator,
-    _bars: &BarColumns<'_>,
-    _outputs: &mut [&mut [f64]],
+    bars: &BarColumns<'_>,
+    outputs: &mut [&mut [f64]],
 ) -> Result<(), String> {
-    Err(format!(
-        "{} needs TA-Lib, and this build has none (feature `talib` is off)",
-        ind.function
-    ))
+    use crate::batch::indicators;
+    if !indicators::supports(&ind.function) {
+        return Err(format!(
+            "{} needs TA-Lib, and this build has none (feature `talib` is off)",
+            ind.function
+        ));
+    }
+    indicators::compute(ind, bars, outputs).map_err(|e| e.to_string())
 }
 
 /// The engine settings of a resolved spec.

@@ -197,6 +197,7 @@ fn check(label: &str, spec_text: &str, sets_count: usize, seed: u64) {
             }
         }
     }
+    check_golden(label, &simd_rows);
     let mut trades = 0;
     let mut liquidations = 0;
     for (i, set) in sets.iter().enumerate() {
@@ -251,6 +252,51 @@ fn check(label: &str, spec_text: &str, sets_count: usize, seed: u64) {
         "{label}: {} sets x {nw} windows, {trades} trades, {liquidations} liquidations: identical",
         sets.len()
     );
+}
+
+/// The SIMD rows against the committed ones, produced on x86-64 where the reference runs
+/// TA-Lib (`UPDATE_GOLDEN=1` rewrites them). This is how the aarch64 build, which has no
+/// TA-Lib, is held to TA-Lib's numbers (scripts/ci/test-30-aarch64.sh runs it under qemu).
+fn check_golden(label: &str, rows: &[Metrics]) {
+    use etrading_kernels::parity::metric_fields;
+    let path = format!(
+        "{}/tests/golden/batch-{}.json",
+        env!("CARGO_MANIFEST_DIR"),
+        label.replace('/', "-")
+    );
+    let table: Vec<Vec<serde_json::Value>> = rows
+        .iter()
+        .map(|m| {
+            metric_fields(m)
+                .iter()
+                .map(|(_, v)| {
+                    serde_json::Number::from_f64(*v)
+                        .map_or(serde_json::Value::Null, serde_json::Value::Number)
+                })
+                .collect()
+        })
+        .collect();
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(format!("{}/tests/golden", env!("CARGO_MANIFEST_DIR")))
+            .expect("golden dir");
+        std::fs::write(&path, serde_json::to_string(&table).expect("json") + "\n")
+            .expect("write golden");
+        return;
+    }
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e} (UPDATE_GOLDEN=1 writes it)"));
+    let golden: Vec<Vec<Option<f64>>> = serde_json::from_str(&text).expect("golden json");
+    assert_eq!(golden.len(), rows.len(), "{label}: golden row count");
+    for (k, (g, m)) in golden.iter().zip(rows).enumerate() {
+        for ((name, v), expected) in metric_fields(m).iter().zip(g) {
+            let expected = expected.unwrap_or(f64::NAN);
+            assert!(
+                Tolerance::CROSS_PLATFORM.accepts(expected, *v),
+                "{label}: row {k} {name}: golden {expected} vs {v} ({})",
+                Tolerance::CROSS_PLATFORM
+            );
+        }
+    }
 }
 
 fn example(name: &str) -> String {

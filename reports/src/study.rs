@@ -177,7 +177,9 @@ pub fn attr_number(value_json: &str) -> Option<f64> {
 pub enum StudyError {
     #[error("trial {number}: unknown state `{state}` (expected one of {STATES:?})")]
     State { number: u64, state: String },
-    #[error("param `{name}`: trial {number} has distribution {found:?}, earlier trials {expected:?}")]
+    #[error(
+        "param `{name}`: trial {number} has distribution {found:?}, earlier trials {expected:?}"
+    )]
     Distribution {
         name: String,
         number: u64,
@@ -416,7 +418,10 @@ mod tests {
             "[10000.0, 10100.5, Infinity]",
             "[10000.0, 10100.5, \"inf\"]",
         );
-        check_python_json("{\"a\": -Infinity, \"b\": NaN}", "{\"a\": \"-inf\", \"b\": null}");
+        check_python_json(
+            "{\"a\": -Infinity, \"b\": NaN}",
+            "{\"a\": \"-inf\", \"b\": null}",
+        );
         check_python_json("\"NaN Infinity\"", "\"NaN Infinity\"");
         check_python_json("\"a\\\"NaN\"", "\"a\\\"NaN\"");
     }
@@ -498,10 +503,7 @@ mod tests {
         assert!(e.metrics[0].values[1].0.is_nan());
         assert_eq!(e.values[0].name, "value");
         assert_eq!(e.top(5), vec![1]);
-        assert_eq!(
-            e.param_texts(1),
-            vec![("lev".to_string(), "5".to_string())]
-        );
+        assert_eq!(e.param_texts(1), vec![("lev".to_string(), "5".to_string())]);
         assert_eq!(e.row_of(1), Some(1));
         assert_eq!(e.state_name(0), "FAIL");
     }

@@ -24,7 +24,9 @@ use std::collections::HashMap;
 use rayon::prelude::*;
 use wide::f64x2;
 
-use super::lanes::{Arr, Lanes, SimdLevel, TRUE};
+#[cfg(target_arch = "x86_64")]
+use super::lanes::Arr;
+use super::lanes::{Lanes, SimdLevel, TRUE};
 use super::{BatchError, BatchInput, indicators};
 use crate::brackets::BracketTable;
 use crate::engine::{ExitReason, FundingAt, Metrics, MetricsAcc, Side, Trade};

@@ -111,6 +111,58 @@ pub(super) enum Op {
     PrevGuard { lag: LagId, condition: bool },
 }
 
+/// What a [`OpView::Load`] pushes (a read-only view of the compiled program).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SourceView {
+    /// A bar series.
+    Series(Series),
+    /// An indicator output slot.
+    Indicator(usize),
+    /// A number literal.
+    Number(f64),
+    /// A boolean literal.
+    Bool(bool),
+    /// A param by index; `condition` when it is a boolean.
+    Param {
+        /// Index into the param set.
+        index: usize,
+        /// Whether the param is a condition.
+        condition: bool,
+    },
+}
+
+/// One postfix op, as [`Rule::ops_view`] shows it. Semantics: `BoundRule::eval_into`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum OpView {
+    /// Push a value read `lag` bars back (`lag` indexes [`Rule::lags`]).
+    Load {
+        /// What is read.
+        source: SourceView,
+        /// Look-back id.
+        lag: usize,
+    },
+    /// Negate the top number.
+    Neg,
+    /// Negate the top condition.
+    Not,
+    /// Pop two, push one.
+    Binary(BinaryOp),
+    /// Pop `a_now, b_now, a_prev, b_prev`, push the cross condition.
+    Cross {
+        /// `cross_above` (else `cross_below`).
+        above: bool,
+        /// Look-back id of the previous values.
+        lag: usize,
+    },
+    /// `prev` guard: before the look-back the top becomes NaN (number) or false (condition).
+    PrevGuard {
+        /// Look-back id.
+        lag: usize,
+        /// Whether the value is a condition.
+        condition: bool,
+    },
+}
+
 /// A type-checked rule: a postfix program over slot indices, not yet bound to params.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rule {
@@ -141,6 +193,28 @@ impl Rule {
     /// Number of postfix ops (for diagnostics).
     pub fn op_count(&self) -> usize {
         self.ops.len()
+    }
+
+    /// The postfix program, read-only, for code generators (the GPU kernel compiles it to
+    /// WGSL). `lag` fields index [`Rule::lags`].
+    pub fn ops_view(&self) -> impl Iterator<Item = OpView> + '_ {
+        self.ops.iter().map(|op| match *op {
+            Op::Load { source, lag } => OpView::Load {
+                source: match source {
+                    Source::Series(series) => SourceView::Series(series),
+                    Source::Indicator(slot) => SourceView::Indicator(slot),
+                    Source::Number(value) => SourceView::Number(value),
+                    Source::Bool(flag) => SourceView::Bool(flag),
+                    Source::Param { index, condition } => SourceView::Param { index, condition },
+                },
+                lag,
+            },
+            Op::Neg => OpView::Neg,
+            Op::Not => OpView::Not,
+            Op::Binary(op) => OpView::Binary(op),
+            Op::Cross { above, lag } => OpView::Cross { above, lag },
+            Op::PrevGuard { lag, condition } => OpView::PrevGuard { lag, condition },
+        })
     }
 
     /// Inlines one param set (indexed as the param space) and resolves look-backs.

@@ -1,0 +1,559 @@
+//! `etrading optimize SPEC --study NAME`: batched search over a spec's parameter space (grid,
+//! random or TPE), each batch evaluated in one kernel dispatch, every trial written to an
+//! Optuna-compatible study (docs/SEMANTICS.md §3 for the objectives and filters).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use serde_json::json;
+
+use etrading_db::study::{
+    self, Direction, JsonValue, NewTrial, OpenMode, StudyFile, StudyOptions, StudyWriter,
+    TrialOutcome, TrialState, internal_value, space_distributions,
+};
+use etrading_kernels::batch::{self, Backend, BatchError, BatchInput, WindowPlan};
+use etrading_kernels::engine::Metrics;
+use etrading_kernels::reference::ENGINE_VERSION;
+use etrading_kernels::search::{
+    Discard, Observation, Sampler, SamplerKind, TpeConfig, metric_attributes, score_trial,
+};
+use etrading_kernels::spec::{ObjectiveName, ParamSet, ParamValue, Spec};
+
+use crate::backtest_cmd::{
+    bracket_tables, funding_of, load_for_spec, market, read_spec, talib_version,
+};
+use crate::data_cmd::DataSelection;
+
+#[derive(Debug, Args)]
+pub struct OptimizeArgs {
+    /// The strategy spec (TOML).
+    pub spec: PathBuf,
+    /// The study's name (created, or continued with --resume).
+    #[arg(long)]
+    pub study: String,
+    /// The study file: `sqlite:///PATH` (relative) or `sqlite:////ABS/PATH`.
+    #[arg(long, default_value = "sqlite:///db/optimization_study.db")]
+    pub storage: String,
+    /// Finished trials (complete or pruned) the study should hold at the end; a resumed study
+    /// runs only the missing ones. Default: the whole grid for `--sampler grid`, else 100.
+    #[arg(long)]
+    pub trials: Option<u64>,
+    #[arg(long, value_enum, default_value = "tpe")]
+    pub sampler: SamplerArg,
+    /// The objective (default: the spec's `[objective] name`).
+    #[arg(long, value_enum)]
+    pub objective: Option<ObjectiveArg>,
+    /// Trials asked, evaluated in one kernel dispatch and told together.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Seed of the sampler (seeded runs are reproducible).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Kernel backend: auto takes the SIMD kernel and falls back to the scalar reference
+    /// engine when the SIMD kernel does not support the spec.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub backend: BackendArg,
+    /// Continue an existing study: its RUNNING trials (left by a killed run) become FAIL, its
+    /// finished trials count towards --trials and are not sampled again.
+    #[arg(long)]
+    pub resume: bool,
+    /// Worker threads of the kernels (default: every core).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Refuse to start when a batch's buffers would exceed this many MiB.
+    #[arg(long, default_value_t = 4096)]
+    pub max_memory_mib: u64,
+    /// Market data: files or folders.
+    #[arg(long, default_value = "data/sample")]
+    pub data: Vec<PathBuf>,
+    #[command(flatten)]
+    pub select: DataSelection,
+    /// Starting wallet balance, USDT.
+    #[arg(long, default_value_t = 10_000.0)]
+    pub capital: f64,
+    /// Leverage brackets from a JSON file in the format of Binance's leverageBracket response.
+    #[arg(long)]
+    pub brackets: Option<PathBuf>,
+    /// Print a JSON summary (schema etrading.optimize/1).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SamplerArg {
+    Tpe,
+    Random,
+    Grid,
+}
+
+impl SamplerArg {
+    fn kind(self) -> SamplerKind {
+        match self {
+            SamplerArg::Tpe => SamplerKind::Tpe,
+            SamplerArg::Random => SamplerKind::Random,
+            SamplerArg::Grid => SamplerKind::Grid,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ObjectiveArg {
+    Calmar,
+    #[value(name = "risk_adjusted")]
+    RiskAdjusted,
+    Robust,
+}
+
+impl ObjectiveArg {
+    fn name(self) -> ObjectiveName {
+        match self {
+            ObjectiveArg::Calmar => ObjectiveName::Calmar,
+            ObjectiveArg::RiskAdjusted => ObjectiveName::RiskAdjusted,
+            ObjectiveArg::Robust => ObjectiveName::Robust,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendArg {
+    Auto,
+    Simd,
+    Scalar,
+}
+
+/// What every trial of a run records besides its own numbers.
+pub struct Provenance {
+    pub data_hash: String,
+    pub engine_version: String,
+    pub talib_version: String,
+}
+
+/// The index of the `leverage` param, if the spec has one.
+fn leverage_of(spec: &Spec, set: &ParamSet) -> f64 {
+    spec.params
+        .index_of("leverage")
+        .and_then(|i| set.values.get(i))
+        .and_then(ParamValue::as_f64)
+        .unwrap_or(1.0)
+}
+
+/// The outcome of one evaluated trial: state, value and user attributes (metrics of the full
+/// run and of every window, the objective per window, provenance, and the reason when the
+/// trial is discarded).
+pub fn trial_outcome(
+    spec: &Spec,
+    plan: &WindowPlan,
+    metrics: &[Metrics],
+    set: &ParamSet,
+    provenance: &Provenance,
+) -> (TrialState, Option<f64>, Vec<(String, JsonValue)>) {
+    let leverage = leverage_of(spec, set);
+    let score = score_trial(&spec.objective, plan, metrics, leverage);
+    let mut attrs: Vec<(String, JsonValue)> = metric_attributes(plan, metrics, &score)
+        .into_iter()
+        .map(|(k, v)| {
+            // Counts are stored as integers, as a Python objective would store them.
+            let count = k.ends_with("n_trades") || k.ends_with("liquidations");
+            let json = if count && v.is_finite() {
+                JsonValue::Int(v as i64)
+            } else {
+                JsonValue::finite_or_null(v)
+            };
+            (k, json)
+        })
+        .collect();
+    attrs.push((
+        "leverage".to_string(),
+        if leverage.fract() == 0.0 {
+            JsonValue::Int(leverage as i64)
+        } else {
+            JsonValue::Float(leverage)
+        },
+    ));
+    attrs.push((
+        "data_hash".to_string(),
+        JsonValue::Str(provenance.data_hash.clone()),
+    ));
+    attrs.push((
+        "engine_version".to_string(),
+        JsonValue::Str(provenance.engine_version.clone()),
+    ));
+    attrs.push((
+        "talib_version".to_string(),
+        JsonValue::Str(provenance.talib_version.clone()),
+    ));
+    match score.value {
+        Ok(value) => (TrialState::Complete, Some(value), attrs),
+        Err(discard @ Discard::NotANumber { .. }) => {
+            attrs.push((
+                "fail_reason".to_string(),
+                JsonValue::Str(discard.to_string()),
+            ));
+            (TrialState::Fail, None, attrs)
+        }
+        Err(discard) => {
+            attrs.push((
+                "prune_reason".to_string(),
+                JsonValue::Str(discard.to_string()),
+            ));
+            attrs.push((
+                "prune_filter".to_string(),
+                JsonValue::Str(discard.filter().to_string()),
+            ));
+            (TrialState::Pruned, None, attrs)
+        }
+    }
+}
+
+pub fn run(args: &OptimizeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    if args.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    if !(args.capital.is_finite() && args.capital > 0.0) {
+        bail!("--capital must be a positive number of USDT");
+    }
+    let mut pool = rayon::ThreadPoolBuilder::new();
+    if let Some(jobs) = args.jobs {
+        if jobs == 0 {
+            bail!("--jobs must be at least 1");
+        }
+        pool = pool.num_threads(jobs);
+    }
+    let pool = pool.build().context("starting the worker threads")?;
+    // The report is written into a buffer inside the pool (the output stream stays on this
+    // thread), then copied out.
+    let mut report: Vec<u8> = Vec::new();
+    pool.install(|| optimize(args, &mut report))?;
+    out.write_all(&report)?;
+    Ok(())
+}
+
+fn optimize(args: &OptimizeArgs, out: &mut Vec<u8>) -> anyhow::Result<()> {
+    let path = study::parse_storage_url(&args.storage)?;
+    let mut spec = read_spec(&args.spec)?;
+    if let Some(objective) = args.objective {
+        spec.objective.name = objective.name();
+    }
+    let spec_text = std::fs::read_to_string(&args.spec)
+        .with_context(|| format!("reading spec {}", args.spec.display()))?;
+    let panel = load_for_spec(&spec, &args.data, &args.select)?;
+    let funding = funding_of(&panel);
+    let (tables, _) = bracket_tables(&panel.symbols, args.brackets.as_ref())?;
+    let market = market(&panel, &funding);
+    let plan = match &spec.walk_forward {
+        Some(wf) => WindowPlan::walk_forward(wf, &panel.open_time, panel.interval.ms())
+            .with_context(|| format!("{}: [walk_forward]", spec.file))?,
+        None => WindowPlan::full(panel.n_bars()),
+    };
+    let provenance = Provenance {
+        data_hash: panel.content_hash(),
+        engine_version: ENGINE_VERSION.to_string(),
+        talib_version: talib_version(),
+    };
+    // Memory guard: the batch's result table, its param sets and outcomes, and the writer's
+    // queue of at most 64 batches of outcomes.
+    let attrs_per_trial = 16 + 5 * plan.len();
+    let per_trial = plan.len() * size_of::<Metrics>()
+        + spec.params.params.len() * 48
+        + 65 * attrs_per_trial * 64;
+    let need_mib = (args.batch as u64 * per_trial as u64).div_ceil(1 << 20);
+    if need_mib > args.max_memory_mib {
+        bail!(
+            "--batch {} needs about {need_mib} MiB of buffers ({} windows), above --max-memory-mib {}; lower --batch",
+            args.batch,
+            plan.len(),
+            args.max_memory_mib
+        );
+    }
+
+    let distributions = space_distributions(&spec.params);
+    let kind = args.sampler.kind();
+    let study_attrs = vec![
+        (
+            "objective".to_string(),
+            JsonValue::Str(spec.objective.name.name().into()),
+        ),
+        (
+            "strategy_id".to_string(),
+            JsonValue::Str(spec.strategy.id.clone()),
+        ),
+        (
+            "spec_file".to_string(),
+            JsonValue::Str(args.spec.display().to_string()),
+        ),
+        ("spec".to_string(), JsonValue::Str(spec_text)),
+        ("sampler".to_string(), JsonValue::Str(kind.name().into())),
+        ("seed".to_string(), JsonValue::Int(args.seed as i64)),
+        (
+            "symbols".to_string(),
+            JsonValue::Array(
+                panel
+                    .symbols
+                    .iter()
+                    .map(|s| JsonValue::Str(s.clone()))
+                    .collect(),
+            ),
+        ),
+        (
+            "interval".to_string(),
+            JsonValue::Str(panel.interval.to_string()),
+        ),
+        (
+            "initial_capital".to_string(),
+            JsonValue::Float(args.capital),
+        ),
+        (
+            "data_hash".to_string(),
+            JsonValue::Str(provenance.data_hash.clone()),
+        ),
+        (
+            "engine_version".to_string(),
+            JsonValue::Str(provenance.engine_version.clone()),
+        ),
+        (
+            "talib_version".to_string(),
+            JsonValue::Str(provenance.talib_version.clone()),
+        ),
+    ];
+    let (writer, report) = StudyWriter::open(
+        &path,
+        StudyOptions {
+            name: args.study.clone(),
+            direction: Direction::Maximize,
+            mode: if args.resume {
+                OpenMode::Resume
+            } else {
+                OpenMode::Create
+            },
+            params: distributions.clone(),
+            user_attrs: study_attrs,
+        },
+    )?;
+    let mut history = if report.created {
+        Vec::new()
+    } else {
+        load_history(&path, &args.study, &spec, &distributions)?
+    };
+    let finished_before = history.len() as u64;
+    let mut sampler = Sampler::new(
+        kind,
+        &spec.params,
+        args.seed,
+        TpeConfig::default(),
+        &history,
+    )
+    .with_context(|| format!("{}: [params]", spec.file))?;
+    let target = match (args.trials, sampler.grid_len()) {
+        (Some(n), _) => n,
+        (None, Some(len)) if kind == SamplerKind::Grid => len,
+        (None, _) => 100,
+    };
+    let input = BatchInput {
+        spec: &spec,
+        market: &market,
+        brackets: &tables,
+        initial_capital: args.capital,
+        windows: &plan,
+    };
+    let mut backend = match args.backend {
+        BackendArg::Scalar => Backend::Scalar,
+        BackendArg::Auto | BackendArg::Simd => Backend::Simd,
+    };
+    let started = Instant::now();
+    let mut ran = [0u64; 3]; // complete, pruned, failed
+    let mut done = finished_before;
+    let mut metrics: Vec<Metrics> = Vec::new();
+    while done < target {
+        let n = (target - done).min(args.batch as u64) as usize;
+        let sets = sampler.ask(&history, n);
+        if sets.is_empty() {
+            break;
+        }
+        let new_trials = sets
+            .iter()
+            .map(|set| {
+                let params = distributions
+                    .iter()
+                    .zip(&set.values)
+                    .map(|((name, d), v)| {
+                        internal_value(d, v).map_err(|e| anyhow::anyhow!("param {name}: {e}"))
+                    })
+                    .collect::<anyhow::Result<Vec<f64>>>()?;
+                Ok(NewTrial {
+                    params,
+                    system_attrs: Vec::new(),
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let handles = writer.start_trials(new_trials)?;
+        metrics.clear();
+        metrics.resize(sets.len() * plan.len(), Metrics::default());
+        match batch::run(&input, &sets, backend, &mut metrics, &|_| {}) {
+            Ok(()) => {}
+            Err(BatchError::Unsupported(why))
+                if backend == Backend::Simd && args.backend == BackendArg::Auto =>
+            {
+                eprintln!(
+                    "note: the SIMD kernel cannot run this spec ({why}); using the scalar reference engine"
+                );
+                backend = Backend::Scalar;
+                batch::run(&input, &sets, backend, &mut metrics, &|_| {})
+                    .context("evaluating a batch")?;
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context("evaluating a batch")),
+        }
+        let mut outcomes = Vec::with_capacity(sets.len());
+        for (i, (set, handle)) in sets.into_iter().zip(&handles).enumerate() {
+            let rows = &metrics[i * plan.len()..(i + 1) * plan.len()];
+            let (state, value, user_attrs) = trial_outcome(&spec, &plan, rows, &set, &provenance);
+            match state {
+                TrialState::Complete => ran[0] += 1,
+                TrialState::Pruned => ran[1] += 1,
+                _ => ran[2] += 1,
+            }
+            if state != TrialState::Fail {
+                done += 1;
+            }
+            history.push(Observation { set, value });
+            outcomes.push(TrialOutcome {
+                trial_id: handle.trial_id,
+                state,
+                value,
+                user_attrs,
+            });
+        }
+        writer.finish_trials(outcomes)?;
+    }
+    let stats = writer.close()?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let file = StudyFile::open(&path)?;
+    let study = file.load(&args.study)?;
+    let best = study.best_trial();
+    let trials_run = ran.iter().sum::<u64>();
+    if args.json {
+        let doc = json!({
+            "schema": "etrading.optimize/1",
+            "study": args.study,
+            "storage": path.display().to_string(),
+            "created": report.created,
+            "failed_running_on_resume": report.failed_running,
+            "sampler": kind.name(),
+            "seed": args.seed,
+            "objective": spec.objective.name.name(),
+            "backend": backend.name(),
+            "windows": plan.len(),
+            "trials_run": trials_run,
+            "complete": ran[0],
+            "pruned": ran[1],
+            "failed": ran[2],
+            "study_trials": study.trials.len(),
+            "seconds": elapsed,
+            "transactions": stats.transactions,
+            "best": best.map(|t| json!({
+                "number": t.number,
+                "value": t.value(),
+                "params": t.params.iter().map(|p| (p.name.clone(), param_json(&p.value))).collect::<serde_json::Map<_, _>>(),
+            })),
+        });
+        serde_json::to_writer(&mut *out, &doc)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "study    {} in {} ({})",
+        args.study,
+        path.display(),
+        if report.created {
+            "created".to_string()
+        } else {
+            format!(
+                "resumed with {finished_before} finished trials, {} RUNNING marked FAIL",
+                report.failed_running
+            )
+        }
+    )?;
+    writeln!(
+        out,
+        "search   sampler {} (seed {}), objective {}, backend {}, batch {}, {} window(s)",
+        kind.name(),
+        args.seed,
+        spec.objective.name.name(),
+        backend.name(),
+        args.batch,
+        plan.len()
+    )?;
+    writeln!(
+        out,
+        "ran      {trials_run} trials in {elapsed:.2} s: {} complete, {} pruned, {} failed; the study holds {}",
+        ran[0],
+        ran[1],
+        ran[2],
+        study.trials.len()
+    )?;
+    match best {
+        Some(t) => writeln!(
+            out,
+            "best     trial {} value {:.6}: {}",
+            t.number,
+            t.value().unwrap_or(f64::NAN),
+            t.params
+                .iter()
+                .map(|p| format!("{}={}", p.name, p.value))
+                .collect::<Vec<_>>()
+                .join(" ")
+        )?,
+        None => writeln!(out, "best     none (no complete trial)")?,
+    }
+    Ok(())
+}
+
+fn param_json(value: &ParamValue) -> serde_json::Value {
+    study::param_json(value).to_serde()
+}
+
+/// The finished trials of a study as sampler history (COMPLETE with their value, PRUNED as
+/// discarded), after checking that the study's params have the spec's distributions.
+fn load_history(
+    path: &Path,
+    name: &str,
+    spec: &Spec,
+    distributions: &[(String, etrading_kernels::spec::Distribution)],
+) -> anyhow::Result<Vec<Observation>> {
+    let study = StudyFile::open(path)?.load(name)?;
+    let mut history = Vec::new();
+    for trial in &study.trials {
+        let value = match trial.state {
+            TrialState::Complete => trial.value(),
+            TrialState::Pruned => None,
+            _ => continue,
+        };
+        let mut values = Vec::with_capacity(distributions.len());
+        for (param, distribution) in distributions {
+            let Some(p) = trial.param(param) else {
+                break;
+            };
+            if &p.distribution != distribution {
+                bail!(
+                    "{}: study {name:?} trial {} has param `{param}` with distribution {:?}; {} gives {:?} (a study continues only with the same parameter space)",
+                    path.display(),
+                    trial.number,
+                    p.distribution,
+                    spec.file,
+                    distribution
+                );
+            }
+            values.push(p.value.clone());
+        }
+        if values.len() == distributions.len() {
+            history.push(Observation {
+                set: ParamSet { values },
+                value,
+            });
+        }
+    }
+    Ok(history)
+}

@@ -1,1 +1,0 @@
-//! PostgreSQL: schema migrations, `active_configs`, `config_history`, promotion and rollback.

@@ -1,0 +1,306 @@
+//! PostgreSQL: schema migrations, `active_configs`, `config_history`, promotion and rollback.
+//!
+//! The live bot reads its configuration from `active_configs` (one row per strategy, the query
+//! is [`LIVE_BOT_QUERY`]); `config_history` keeps every promotion and rollback ever made and
+//! refuses updates and deletes. Every change is one transaction that takes a per-strategy lock,
+//! appends a history row and replaces the active row, so concurrent promotions of a strategy
+//! are serialised and a reader sees either the old config or the new one, never a mix
+//! (docs/PROMOTION.md).
+//!
+//! - [`connect`]: a client from a URL or `key=value` string; errors name the server and the
+//!   role, never the password.
+//! - [`migrate`]: the versioned migrations under `db/migrations/`, applied idempotently.
+//! - [`candidate`]: the trial to promote, read from an Optuna study file, its refusals and the
+//!   comparison of its stored metrics with a re-run.
+//! - [`store`]: promote, roll back, list.
+
+pub mod candidate;
+pub mod migrate;
+pub mod store;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use tokio_postgres::config::Host;
+use tokio_postgres::{Client, Config, NoTls};
+
+pub use candidate::{
+    MetricMismatch, Policy, PromotionCandidate, Refusal, StudyInfo, StudyReadError, Tolerance,
+    TrialState, best_eligible, compare_metrics, read_study, refusals,
+};
+pub use migrate::{MIGRATIONS, Migration, MigrationReport, migrate};
+pub use store::{
+    ChangeOutcome, ConfigRecord, ConfigRow, LIVE_BOT_QUERY, OosMetrics, PendingChange,
+    active_config, begin_promotion, begin_rollback, history, list_active, promote, rollback,
+};
+
+/// What can go wrong talking to PostgreSQL. Messages are one line and never hold a password.
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    /// The connection string does not parse.
+    #[error("invalid PostgreSQL connection string: {reason}")]
+    InvalidUrl {
+        /// Why (never the string itself, which may hold a password).
+        reason: String,
+    },
+    /// The server cannot be reached or refuses the session (unknown role, bad password, no
+    /// such database).
+    #[error("cannot connect to PostgreSQL at {target}: {reason}")]
+    Connect {
+        /// `postgresql://role@host:port/dbname`, without the password.
+        target: String,
+        /// The server's or the operating system's reason.
+        reason: String,
+    },
+    /// A statement failed.
+    #[error("{context}: {reason}")]
+    Query {
+        /// What was being done (`appending to config_history`).
+        context: String,
+        /// The server's message and SQLSTATE.
+        reason: String,
+    },
+    /// The database holds no etrading schema yet.
+    #[error("the database has no etrading tables yet; run `etrading db migrate` first")]
+    NotMigrated,
+    /// An applied migration differs from the one this build carries.
+    #[error(
+        "migration {version} ({name}) was applied with sha256 {applied} but this build carries \
+         sha256 {carried}: migrations must never change once applied; add a new one"
+    )]
+    MigrationChanged {
+        /// Version number.
+        version: i32,
+        /// Its name.
+        name: String,
+        /// Checksum recorded in `etrading_migrations`.
+        applied: String,
+        /// Checksum of the embedded SQL.
+        carried: String,
+    },
+    /// The database was migrated by a newer etrading.
+    #[error(
+        "the database is at migration {found}, newer than the newest this etrading knows \
+         ({known}); use a newer etrading"
+    )]
+    SchemaTooNew {
+        /// Newest version applied.
+        found: i32,
+        /// Newest version embedded.
+        known: i32,
+    },
+    /// No active config for the strategy.
+    #[error("strategy {strategy_id:?} has no active config")]
+    NoActiveConfig {
+        /// The strategy.
+        strategy_id: String,
+    },
+    /// A rollback names a version that does not exist.
+    #[error("strategy {strategy_id:?} has no version {version} (its versions: 1 to {newest})")]
+    NoSuchVersion {
+        /// The strategy.
+        strategy_id: String,
+        /// Version asked for.
+        version: i32,
+        /// Newest version.
+        newest: i32,
+    },
+    /// A rollback would change nothing.
+    #[error(
+        "strategy {strategy_id:?}: version {version} is the config already active (version \
+         {active} carries it)"
+    )]
+    AlreadyActive {
+        /// The strategy.
+        strategy_id: String,
+        /// Version asked for.
+        version: i32,
+        /// The active version.
+        active: i32,
+    },
+    /// A rollback without `--to` when there is no earlier promotion.
+    #[error(
+        "strategy {strategy_id:?}: no promotion before version {source_version} to roll back to"
+    )]
+    NothingToRollBack {
+        /// The strategy.
+        strategy_id: String,
+        /// The version whose config is active.
+        source_version: i32,
+    },
+    /// A config to promote is invalid (checked before touching the database).
+    #[error("invalid config for {strategy_id:?}: {reason}")]
+    InvalidConfig {
+        /// The strategy.
+        strategy_id: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl PgError {
+    /// Wraps a driver error raised while doing `context`, as is.
+    pub(crate) fn statement(context: impl Into<String>, e: &tokio_postgres::Error) -> PgError {
+        PgError::Query {
+            context: context.into(),
+            reason: one_line(e),
+        }
+    }
+
+    /// Wraps a driver error raised while doing `context`; a missing table means the database
+    /// was never migrated.
+    pub(crate) fn query(context: impl Into<String>, e: &tokio_postgres::Error) -> PgError {
+        if e.as_db_error()
+            .is_some_and(|db| db.code() == &tokio_postgres::error::SqlState::UNDEFINED_TABLE)
+        {
+            return PgError::NotMigrated;
+        }
+        PgError::Query {
+            context: context.into(),
+            reason: one_line(e),
+        }
+    }
+}
+
+/// One line describing a driver error: the server's message and SQLSTATE, or the error and its
+/// causes (`error connecting to server: Connection refused (os error 111)`).
+pub fn one_line(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} (SQLSTATE {})", db.message(), db.code().code());
+    }
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text.replace('\n', " ")
+}
+
+/// A parsed connection target: the driver's config and a description without the password.
+#[derive(Clone)]
+pub struct Target {
+    config: Config,
+    description: String,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The driver's own Debug would show the connection parameters; only the description
+        // (which has no password) is shown.
+        f.debug_tuple("Target").field(&self.description).finish()
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.description)
+    }
+}
+
+impl Target {
+    /// Parses a `postgresql://` URL or a `key=value` string. A connect timeout of 10 s applies
+    /// unless the string sets one.
+    pub fn parse(url: &str) -> Result<Target, PgError> {
+        let mut config = Config::from_str(url).map_err(|e| PgError::InvalidUrl {
+            reason: match std::error::Error::source(&e) {
+                Some(s) => s.to_string(),
+                None => e.to_string(),
+            },
+        })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("etrading");
+        }
+        let description = describe(&config);
+        Ok(Target {
+            config,
+            description,
+        })
+    }
+
+    /// The driver config (holds the password: never print it).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+}
+
+/// `postgresql://role@host:port/dbname`, leaving out the password and every other option.
+fn describe(config: &Config) -> String {
+    let user = config.get_user().unwrap_or("(no role)");
+    let ports = config.get_ports();
+    let hosts: Vec<String> = if config.get_hosts().is_empty() {
+        config
+            .get_hostaddrs()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    } else {
+        config
+            .get_hosts()
+            .iter()
+            .map(|h| match h {
+                Host::Tcp(name) => name.clone(),
+                Host::Unix(path) => path.display().to_string(),
+            })
+            .collect()
+    };
+    let hosts: Vec<String> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+            format!("{h}:{port}")
+        })
+        .collect();
+    let hosts = if hosts.is_empty() {
+        "localhost:5432".to_string()
+    } else {
+        hosts.join(",")
+    };
+    let db = config.get_dbname().unwrap_or(user);
+    format!("postgresql://{user}@{hosts}/{db}")
+}
+
+/// Connects to `target` (without TLS: loopback or a trusted network) and drives the connection
+/// on the current tokio runtime.
+pub async fn connect(target: &Target) -> Result<Client, PgError> {
+    let (client, connection) =
+        target
+            .config
+            .connect(NoTls)
+            .await
+            .map_err(|e| PgError::Connect {
+                target: target.description.clone(),
+                reason: connect_reason(&e),
+            })?;
+    tokio::spawn(async move {
+        // A broken connection surfaces as an error on the client's next call.
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// The reason a connection failed, in the words a user acts on.
+fn connect_reason(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} (SQLSTATE {})", db.message(), db.code().code());
+    }
+    let mut innermost = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        innermost = s.to_string();
+        source = s.source();
+    }
+    let lower = innermost.to_lowercase();
+    if lower.contains("connection refused") {
+        format!("server unreachable ({innermost}); is PostgreSQL running and listening there?")
+    } else if lower.contains("timeout") || lower.contains("timed out") {
+        format!("server unreachable (no answer within the connect timeout: {innermost})")
+    } else {
+        innermost
+    }
+}

@@ -1,1 +1,0 @@
-//! Optuna-compatible SQLite study storage (schema in ../shared/optuna-schema).

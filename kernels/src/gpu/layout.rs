@@ -1,0 +1,295 @@
+//! Host twins of the structs shared with WGSL (`shaders/shared/layout.wgsl`): `#[repr(C)]` +
+//! `bytemuck::Pod`, one concrete struct per precision where a field is `real`. The
+//! `layout_matches_wgsl` test checks every size and offset against naga's layouter.
+
+use bytemuck::{Pod, Zeroable};
+
+/// WGSL twin: `struct Dims` (uniform). Sizes of one dispatch and offsets of the flat tables,
+/// in elements of the buffer each lives in.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct Dims {
+    pub n_bars: u32,
+    pub n_symbols: u32,
+    pub n_windows: u32,
+    pub n_sets: u32,
+    pub n_slots: u32,
+    pub n_rule_params: u32,
+    pub mask_words: u32,
+    pub fill_close: u32,
+    pub cross_margin: u32,
+    pub funding_constant: u32,
+    pub off_tiers: u32,
+    pub off_funding_rate: u32,
+    pub off_tier_index: u32,
+    pub off_funding_index: u32,
+    pub off_funding_bar: u32,
+    pub off_windows: u32,
+    pub off_last_valid: u32,
+    pub off_span: u32,
+    pub off_set_leverage: u32,
+    pub off_set_rule_params: u32,
+    pub off_set_cols: u32,
+    pub pad0: u32,
+    pub pad1: u32,
+    pub pad2: u32,
+}
+
+/// One param set's settings in f64, before conversion to the shader's precision.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct SetParamsHost {
+    pub initial_capital: f64,
+    pub position_size: f64,
+    pub stop_loss: Option<f64>,
+    pub take_profit: Option<f64>,
+    pub taker_fee: f64,
+    pub slippage: f64,
+    pub funding_rate_8h: f64,
+    pub max_concurrent_positions: u32,
+}
+
+/// The accumulator of one (set, window) read back, widened to f64.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct AccumHost {
+    pub final_equity: f64,
+    pub max_drawdown: f64,
+    pub ret_sum: f64,
+    pub ret_sum_sq: f64,
+    pub down_sq: f64,
+    pub wins: f64,
+    pub losses: f64,
+    pub fees_paid: f64,
+    pub funding_paid: f64,
+    pub n_bars: u32,
+    pub ret_count: u32,
+    pub n_trades: u32,
+    pub n_wins: u32,
+    pub exposed_bars: u32,
+    pub liquidations: u32,
+    pub skipped_entries: u32,
+    pub status: u32,
+}
+
+/// `status` of a row the shader wrote.
+pub const STATUS_WRITTEN: u32 = 1;
+
+/// The byte every output buffer is pre-filled with: an unwritten row reads `status =
+/// 0xFFFF_FFFF` (and NaN reals), never zeros.
+pub const SENTINEL_BYTE: u8 = 0xFF;
+
+/// The float type of a shader variant, with its layout structs.
+pub trait Real: Pod + Copy + Send + Sync + 'static {
+    /// The WGSL type name.
+    const WGSL: &'static str;
+    /// WGSL twin `SetParams` at this precision.
+    type SetParams: Pod + Send + Sync;
+    /// WGSL twin `Accum` at this precision.
+    type Accum: Pod + Send + Sync;
+    fn from_f64(value: f64) -> Self;
+    fn set_params(host: &SetParamsHost) -> Self::SetParams;
+    fn accum(row: &Self::Accum) -> AccumHost;
+}
+
+macro_rules! real_layout {
+    ($real:ty, $wgsl:literal, $set:ident, $accum:ident) => {
+        /// WGSL twin: `struct SetParams` with `real` =
+        #[doc = $wgsl]
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
+        pub struct $set {
+            pub initial_capital: $real,
+            pub position_size: $real,
+            pub stop_loss: $real,
+            pub take_profit: $real,
+            pub taker_fee: $real,
+            pub slippage: $real,
+            pub funding_rate_8h: $real,
+            pub pad_real: $real,
+            pub max_concurrent_positions: u32,
+            pub has_stop: u32,
+            pub has_take_profit: u32,
+            pub pad0: u32,
+        }
+
+        /// WGSL twin: `struct Accum` with `real` =
+        #[doc = $wgsl]
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
+        pub struct $accum {
+            pub final_equity: $real,
+            pub max_drawdown: $real,
+            pub ret_sum: $real,
+            pub ret_sum_sq: $real,
+            pub down_sq: $real,
+            pub wins: $real,
+            pub losses: $real,
+            pub fees_paid: $real,
+            pub funding_paid: $real,
+            pub n_bars: u32,
+            pub ret_count: u32,
+            pub n_trades: u32,
+            pub n_wins: u32,
+            pub exposed_bars: u32,
+            pub liquidations: u32,
+            pub skipped_entries: u32,
+            pub status: u32,
+        }
+
+        impl Real for $real {
+            const WGSL: &'static str = $wgsl;
+            type SetParams = $set;
+            type Accum = $accum;
+
+            fn from_f64(value: f64) -> Self {
+                value as $real
+            }
+
+            fn set_params(h: &SetParamsHost) -> $set {
+                $set {
+                    initial_capital: h.initial_capital as $real,
+                    position_size: h.position_size as $real,
+                    stop_loss: h.stop_loss.unwrap_or(0.0) as $real,
+                    take_profit: h.take_profit.unwrap_or(0.0) as $real,
+                    taker_fee: h.taker_fee as $real,
+                    slippage: h.slippage as $real,
+                    funding_rate_8h: h.funding_rate_8h as $real,
+                    pad_real: 0.0,
+                    max_concurrent_positions: h.max_concurrent_positions,
+                    has_stop: u32::from(h.stop_loss.is_some()),
+                    has_take_profit: u32::from(h.take_profit.is_some()),
+                    pad0: 0,
+                }
+            }
+
+            fn accum(r: &$accum) -> AccumHost {
+                AccumHost {
+                    final_equity: f64::from(r.final_equity),
+                    max_drawdown: f64::from(r.max_drawdown),
+                    ret_sum: f64::from(r.ret_sum),
+                    ret_sum_sq: f64::from(r.ret_sum_sq),
+                    down_sq: f64::from(r.down_sq),
+                    wins: f64::from(r.wins),
+                    losses: f64::from(r.losses),
+                    fees_paid: f64::from(r.fees_paid),
+                    funding_paid: f64::from(r.funding_paid),
+                    n_bars: r.n_bars,
+                    ret_count: r.ret_count,
+                    n_trades: r.n_trades,
+                    n_wins: r.n_wins,
+                    exposed_bars: r.exposed_bars,
+                    liquidations: r.liquidations,
+                    skipped_entries: r.skipped_entries,
+                    status: r.status,
+                }
+            }
+        }
+    };
+}
+
+real_layout!(f32, "f32", SetParamsF32, AccumF32);
+real_layout!(f64, "f64", SetParamsF64, AccumF64);
+
+/// Field names and byte offsets of a host struct, for the naga layout test.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostLayout {
+    pub wgsl_name: &'static str,
+    pub size: usize,
+    pub fields: Vec<(&'static str, usize)>,
+}
+
+macro_rules! host_layout {
+    ($ty:ty, $wgsl:literal, [$($field:ident),* $(,)?]) => {
+        HostLayout {
+            wgsl_name: $wgsl,
+            size: std::mem::size_of::<$ty>(),
+            fields: vec![$((stringify!($field), std::mem::offset_of!($ty, $field))),*],
+        }
+    };
+}
+
+/// The host layouts of the structs shared with a shader at precision `T`.
+pub fn host_layouts(f64_variant: bool) -> Vec<HostLayout> {
+    let dims = host_layout!(
+        Dims,
+        "Dims",
+        [
+            n_bars,
+            n_symbols,
+            n_windows,
+            n_sets,
+            n_slots,
+            n_rule_params,
+            mask_words,
+            fill_close,
+            cross_margin,
+            funding_constant,
+            off_tiers,
+            off_funding_rate,
+            off_tier_index,
+            off_funding_index,
+            off_funding_bar,
+            off_windows,
+            off_last_valid,
+            off_span,
+            off_set_leverage,
+            off_set_rule_params,
+            off_set_cols,
+            pad0,
+            pad1,
+            pad2
+        ]
+    );
+    macro_rules! pair {
+        ($set:ty, $accum:ty) => {
+            vec![
+                dims,
+                host_layout!(
+                    $set,
+                    "SetParams",
+                    [
+                        initial_capital,
+                        position_size,
+                        stop_loss,
+                        take_profit,
+                        taker_fee,
+                        slippage,
+                        funding_rate_8h,
+                        pad_real,
+                        max_concurrent_positions,
+                        has_stop,
+                        has_take_profit,
+                        pad0
+                    ]
+                ),
+                host_layout!(
+                    $accum,
+                    "Accum",
+                    [
+                        final_equity,
+                        max_drawdown,
+                        ret_sum,
+                        ret_sum_sq,
+                        down_sq,
+                        wins,
+                        losses,
+                        fees_paid,
+                        funding_paid,
+                        n_bars,
+                        ret_count,
+                        n_trades,
+                        n_wins,
+                        exposed_bars,
+                        liquidations,
+                        skipped_entries,
+                        status
+                    ]
+                ),
+            ]
+        };
+    }
+    if f64_variant {
+        pair!(SetParamsF64, AccumF64)
+    } else {
+        pair!(SetParamsF32, AccumF32)
+    }
+}

@@ -1,0 +1,173 @@
+//! The WGSL sources of `shaders/`, embedded at build time, and the small preprocessor that
+//! assembles a shader variant.
+//!
+//! # Mechanism
+//! * A line `//#include shared/NAME.wgsl` is replaced by that file's text (paths relative to
+//!   `shaders/`; each file is included once, later includes of it are dropped).
+//! * The line `//#generated rules` is replaced by the rule functions compiled from the spec
+//!   ([`super::codegen`]).
+//! * A generated header goes first: `alias real = f32;` (or `f64`) and
+//!   `const N_SYMBOLS: u32 = ...;`.
+//!
+//! Every file of `shaders/` is listed in `shaders/SHADERS.txt`; a test checks the folder, that
+//! list and [`SHADER_FILES`] agree, and validates every entry-point file with naga.
+
+use std::collections::BTreeSet;
+
+/// Every WGSL file, by path relative to `shaders/`, with its text.
+pub const SHADER_FILES: &[(&str, &str)] = &[
+    (
+        "backtest.wgsl",
+        include_str!("../../../shaders/backtest.wgsl"),
+    ),
+    (
+        "shared/brackets.wgsl",
+        include_str!("../../../shaders/shared/brackets.wgsl"),
+    ),
+    (
+        "shared/layout.wgsl",
+        include_str!("../../../shaders/shared/layout.wgsl"),
+    ),
+    (
+        "shared/metrics.wgsl",
+        include_str!("../../../shaders/shared/metrics.wgsl"),
+    ),
+    (
+        "shared/sim.wgsl",
+        include_str!("../../../shaders/shared/sim.wgsl"),
+    ),
+];
+
+/// The committed list of shader files (`shaders/SHADERS.txt`).
+pub const SHADER_LIST: &str = include_str!("../../../shaders/SHADERS.txt");
+
+/// Entry-point files (one entry point each) and the entry point's name.
+pub const ENTRY_POINTS: &[(&str, &str)] = &[("backtest.wgsl", "backtest")];
+
+const INCLUDE: &str = "//#include ";
+const GENERATED_RULES: &str = "//#generated rules";
+
+/// A shader could not be assembled or does not validate.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ShaderError {
+    #[error("shaders/{0}: no such shader file")]
+    Missing(String),
+    #[error("shaders/{file}: line {line}: `{GENERATED_RULES}` is missing")]
+    NoRulesMarker { file: String, line: usize },
+    #[error("shaders/{file} ({precision}): WGSL does not parse: {message}")]
+    Parse {
+        file: String,
+        precision: &'static str,
+        message: String,
+    },
+    #[error("shaders/{file} ({precision}): WGSL does not validate: {message}")]
+    Validate {
+        file: String,
+        precision: &'static str,
+        message: String,
+    },
+}
+
+fn source_of(path: &str) -> Result<&'static str, ShaderError> {
+    SHADER_FILES
+        .iter()
+        .find(|(name, _)| *name == path)
+        .map(|(_, text)| *text)
+        .ok_or_else(|| ShaderError::Missing(path.to_string()))
+}
+
+fn expand(
+    path: &str,
+    rules: &str,
+    seen: &mut BTreeSet<String>,
+    out: &mut String,
+    rules_done: &mut bool,
+) -> Result<(), ShaderError> {
+    let text = source_of(path)?;
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if let Some(include) = trimmed.strip_prefix(INCLUDE) {
+            let include = include.trim();
+            if seen.insert(include.to_string()) {
+                out.push_str(&format!("// ---- shaders/{include}\n"));
+                expand(include, rules, seen, out, rules_done)?;
+            }
+        } else if trimmed == GENERATED_RULES {
+            out.push_str("// ---- generated rules\n");
+            out.push_str(rules);
+            *rules_done = true;
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    Ok(())
+}
+
+/// Assembles entry-point file `path` at precision `real` ("f32" or "f64") for `n_symbols`
+/// symbols, with `rules` (WGSL from [`super::codegen::rules_wgsl`]).
+pub fn assemble(
+    path: &str,
+    real: &'static str,
+    n_symbols: usize,
+    rules: &str,
+) -> Result<String, ShaderError> {
+    let mut out = format!(
+        "// generated header\nalias real = {real};\nconst N_SYMBOLS: u32 = {n_symbols}u;\n"
+    );
+    let mut seen = BTreeSet::from([path.to_string()]);
+    let mut rules_done = false;
+    expand(path, rules, &mut seen, &mut out, &mut rules_done)?;
+    if !rules_done {
+        return Err(ShaderError::NoRulesMarker {
+            file: path.to_string(),
+            line: source_of(path)?.lines().count(),
+        });
+    }
+    Ok(out)
+}
+
+/// Parses and validates `source` with naga (all capabilities a compute shader may use here,
+/// f64 included), returning the module for layout checks.
+pub fn validate(
+    file: &str,
+    precision: &'static str,
+    source: &str,
+) -> Result<naga::Module, ShaderError> {
+    let module = naga::front::wgsl::parse_str(source).map_err(|e| ShaderError::Parse {
+        file: file.to_string(),
+        precision,
+        message: e.emit_to_string(source),
+    })?;
+    let mut capabilities = naga::valid::Capabilities::empty();
+    if precision == "f64" {
+        capabilities |= naga::valid::Capabilities::FLOAT64;
+    }
+    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities)
+        .validate(&module)
+        .map_err(|e| ShaderError::Validate {
+            file: file.to_string(),
+            precision,
+            message: e.emit_to_string(source),
+        })?;
+    Ok(module)
+}
+
+/// Size and member offsets of struct `name` in `module`, as naga lays it out.
+pub fn wgsl_layout(module: &naga::Module, name: &str) -> Option<(u32, Vec<(String, u32)>)> {
+    module.types.iter().find_map(|(_, ty)| {
+        if ty.name.as_deref() != Some(name) {
+            return None;
+        }
+        match &ty.inner {
+            naga::TypeInner::Struct { members, span } => Some((
+                *span,
+                members
+                    .iter()
+                    .map(|m| (m.name.clone().unwrap_or_default(), m.offset))
+                    .collect(),
+            )),
+            _ => None,
+        }
+    })
+}

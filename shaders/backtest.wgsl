@@ -1,0 +1,132 @@
+// The fused batch backtest: one invocation = one param set in one window (the full run or a
+// walk-forward IS/OOS window), an independent account; time runs bar by bar inside it,
+// symbols in order. (One invocation per set and window rather than per set: more parallel
+// work, and each invocation stays within lavapipe's 65,535 loop iterations per invocation.) CPU twin: kernels/src/reference.rs `run_windows` + kernels/src/engine/sim.rs
+// `simulate` + compute_metrics. Rules come from the generated section (kernels/src/gpu/codegen.rs),
+// compiled from the same postfix program the CPU evaluates.
+
+//#include shared/layout.wgsl
+//#include shared/brackets.wgsl
+//#include shared/sim.wgsl
+//#include shared/metrics.wgsl
+//#generated rules
+
+fn window_last_valid(w: u32, s: u32) -> u32 {
+    return statics_u32[dims.off_last_valid + w * dims.n_symbols + s];
+}
+
+fn funding_begin(s: u32) -> u32 { return statics_u32[dims.off_funding_index + s]; }
+fn funding_end(s: u32) -> u32 { return statics_u32[dims.off_funding_index + s + 1u]; }
+fn funding_bar(e: u32) -> u32 { return statics_u32[dims.off_funding_bar + e]; }
+
+// One window `[start, end)` of the market as its own account (sim.rs `simulate`).
+fn run_window(w: u32) {
+    let start = statics_u32[dims.off_windows + 2u * w];
+    let end = statics_u32[dims.off_windows + 2u * w + 1u];
+    wallet = p.initial_capital;
+    var pending: array<u32, N_SYMBOLS>;
+    var funding_cursor: array<u32, N_SYMBOLS>;
+    for (var s = 0u; s < N_SYMBOLS; s += 1u) {
+        pos[s].is_open = false;
+        pending[s] = TARGET_NONE;
+        funding_cursor[s] = funding_begin(s);
+    }
+    metrics_start(p.initial_capital);
+    let at_close = dims.fill_close == 1u;
+    for (var t = start; t < end; t += 1u) {
+        // (1) §2.1: orders from the previous close fill at this open, closes first.
+        if (!at_close) {
+            var any_pending = false;
+            for (var s = 0u; s < N_SYMBOLS; s += 1u) {
+                any_pending = any_pending || pending[s] != TARGET_NONE;
+            }
+            if (any_pending) {
+                let targets = pending;
+                for (var s = 0u; s < N_SYMBOLS; s += 1u) {
+                    pending[s] = TARGET_NONE;
+                }
+                execute(targets, t, false);
+            }
+        }
+        // (2) §2.6: funding on the positions open after the opening fills.
+        var paid: real = 0.0;
+        for (var s = 0u; s < N_SYMBOLS; s += 1u) {
+            var c = funding_cursor[s];
+            let c_end = funding_end(s);
+            while (c < c_end && funding_bar(c) < t) {
+                c += 1u;
+            }
+            while (c < c_end && funding_bar(c) == t) {
+                if (pos[s].is_open) {
+                    let price = bar_value(COL_MARK_OPEN, s, t);
+                    var rate = statics_real[dims.off_funding_rate + c];
+                    if (dims.funding_constant == 1u) {
+                        rate = p.funding_rate_8h;
+                    }
+                    let pay = pos[s].side * pos[s].qty * price * rate;
+                    pos[s].funding = pos[s].funding + pay;
+                    wallet = wallet - pay;
+                    paid = paid + pay;
+                }
+                c += 1u;
+            }
+            funding_cursor[s] = c;
+        }
+        // (3) §2.7: intrabar stops, liquidation, take-profits.
+        intrabar(t);
+        // (4) §2.2: signals at the close.
+        var targets: array<u32, N_SYMBOLS>;
+        for (var s = 0u; s < N_SYMBOLS; s += 1u) {
+            targets[s] = TARGET_NONE;
+            if (!close_valid(s, t)) {
+                continue;
+            }
+            let bar = t - span_first(s);
+            let is_last = window_last_valid(w, s) == t;
+            let le = rule_long_entry(set_index, s, t, bar);
+            let lx = rule_long_exit(set_index, s, t, bar);
+            let se = rule_short_entry(set_index, s, t, bar);
+            let sx = rule_short_exit(set_index, s, t, bar);
+            targets[s] = target_of(le, lx, se, sx, s, is_last);
+        }
+        if (at_close) {
+            execute(targets, t, true);
+        } else {
+            for (var s = 0u; s < N_SYMBOLS; s += 1u) {
+                if (t + 1u < end && close_valid(s, t + 1u)) {
+                    pending[s] = targets[s];
+                }
+            }
+        }
+        // §2.8: a symbol's last bar closes what is open.
+        for (var s = 0u; s < N_SYMBOLS; s += 1u) {
+            if (window_last_valid(w, s) == t && pos[s].is_open) {
+                close(s, bar_value(COL_CLOSE, s, t), EXIT_END);
+            }
+        }
+        // (5) §2.9: equity, margin use and drawdown at the close.
+        var equity = wallet;
+        var used: real = 0.0;
+        for (var s = 0u; s < N_SYMBOLS; s += 1u) {
+            if (pos[s].is_open) {
+                equity = equity + upnl(s, bar_value(COL_CLOSE, s, t));
+                used = used + pos[s].margin;
+            }
+        }
+        metrics_bar(equity, used, paid);
+    }
+    acc.status = 1u;
+    out[set_index * dims.n_windows + w] = acc;
+}
+
+// Row `set x n_windows + w` of the output: set `set`, window `w`.
+@compute @workgroup_size(64)
+fn backtest(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let row = gid.x;
+    if (row >= dims.n_sets * dims.n_windows) {
+        return;
+    }
+    set_index = row / dims.n_windows;
+    p = sets[set_index];
+    run_window(row % dims.n_windows);
+}

@@ -1,0 +1,136 @@
+// Host-shared structs, bindings and input accessors of the batch backtest.
+// Twins: kernels/src/gpu/layout.rs (`Dims`, `SetParamsF32/F64`, `AccumF32/F64`); a test checks
+// sizes and offsets through naga. `real` is f32 or f64, `N_SYMBOLS` the market's symbol
+// count: both come from the generated header (kernels/src/gpu/shaders.rs).
+
+// Sizes of the batch and offsets of the flat tables (in elements of their buffer).
+struct Dims {
+    n_bars: u32,
+    n_symbols: u32,
+    n_windows: u32,
+    n_sets: u32,
+    n_slots: u32,
+    n_rule_params: u32,
+    mask_words: u32,
+    fill_close: u32,
+    cross_margin: u32,
+    funding_constant: u32,
+    off_tiers: u32,
+    off_funding_rate: u32,
+    off_tier_index: u32,
+    off_funding_index: u32,
+    off_funding_bar: u32,
+    off_windows: u32,
+    off_last_valid: u32,
+    off_span: u32,
+    off_set_leverage: u32,
+    off_set_rule_params: u32,
+    off_set_cols: u32,
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
+}
+
+// One param set's account and execution settings (engine::SimParams).
+struct SetParams {
+    initial_capital: real,
+    position_size: real,
+    stop_loss: real,
+    take_profit: real,
+    taker_fee: real,
+    slippage: real,
+    funding_rate_8h: real,
+    pad_real: real,
+    max_concurrent_positions: u32,
+    has_stop: u32,
+    has_take_profit: u32,
+    pad0: u32,
+}
+
+// What compute_metrics reads from one run, accumulated bar by bar; the host finishes the
+// ratios (kernels/src/gpu/plan.rs `finish_metrics`). `status` is 1 once written; the host
+// pre-fills the buffer with 0xFF bytes so an unwritten row is detected.
+struct Accum {
+    final_equity: real,
+    max_drawdown: real,
+    ret_sum: real,
+    ret_sum_sq: real,
+    down_sq: real,
+    wins: real,
+    losses: real,
+    fees_paid: real,
+    funding_paid: real,
+    n_bars: u32,
+    ret_count: u32,
+    n_trades: u32,
+    n_wins: u32,
+    exposed_bars: u32,
+    liquidations: u32,
+    skipped_entries: u32,
+    status: u32,
+}
+
+@group(0) @binding(0) var<uniform> dims: Dims;
+// Market columns (8 per symbol, bar-major inside a column), bracket tiers (5 reals each),
+// funding rates.
+@group(0) @binding(1) var<storage, read> statics_real: array<real>;
+// Close-valid bit masks, tier and funding indices, funding bars, windows, last valid bars,
+// symbol spans.
+@group(0) @binding(2) var<storage, read> statics_u32: array<u32>;
+// This batch's indicator columns, per-set requested leverage per symbol, rule params.
+@group(0) @binding(3) var<storage, read> batch_real: array<real>;
+// This batch's indicator valid masks and each set's indicator column per output slot.
+@group(0) @binding(4) var<storage, read> batch_u32: array<u32>;
+@group(0) @binding(5) var<storage, read> sets: array<SetParams>;
+@group(0) @binding(6) var<storage, read_write> out: array<Accum>;
+
+const COL_OPEN: u32 = 0u;
+const COL_HIGH: u32 = 1u;
+const COL_LOW: u32 = 2u;
+const COL_CLOSE: u32 = 3u;
+const COL_VOLUME: u32 = 4u;
+// Mark columns hold the last price where the data has no mark price (SEMANTICS.md §1.5).
+const COL_MARK_OPEN: u32 = 5u;
+const COL_MARK_HIGH: u32 = 6u;
+const COL_MARK_LOW: u32 = 7u;
+
+const NO_BAR: u32 = 0xffffffffu;
+
+fn bar_value(col: u32, s: u32, t: u32) -> real {
+    return statics_real[(col * dims.n_symbols + s) * dims.n_bars + t];
+}
+
+fn mask_bit(word: u32, t: u32) -> bool {
+    return ((word >> (t & 31u)) & 1u) == 1u;
+}
+
+// SEMANTICS.md §1.4: a symbol trades only on bars with a finite close.
+fn close_valid(s: u32, t: u32) -> bool {
+    return mask_bit(statics_u32[s * dims.mask_words + (t >> 5u)], t);
+}
+
+fn span_first(s: u32) -> u32 {
+    return statics_u32[dims.off_span + 2u * s];
+}
+
+fn indicator_value(col: u32, s: u32, t: u32) -> real {
+    return batch_real[(col * dims.n_symbols + s) * dims.n_bars + t];
+}
+
+// False where the CPU indicator column holds NaN (warm-up): NaN never reaches the shader.
+fn indicator_valid(col: u32, s: u32, t: u32) -> bool {
+    return mask_bit(batch_u32[(col * dims.n_symbols + s) * dims.mask_words + (t >> 5u)], t);
+}
+
+fn set_col(set_id: u32, slot: u32) -> u32 {
+    return batch_u32[dims.off_set_cols + set_id * dims.n_slots + slot];
+}
+
+fn rule_param(set_id: u32, index: u32) -> real {
+    return batch_real[dims.off_set_rule_params + set_id * dims.n_rule_params + index];
+}
+
+// The leverage asked for symbol `s`: the spec's leverage capped by its per-symbol cap.
+fn requested_leverage(set_id: u32, s: u32) -> real {
+    return batch_real[dims.off_set_leverage + set_id * dims.n_symbols + s];
+}
