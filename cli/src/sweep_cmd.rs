@@ -86,8 +86,15 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let selected = todo.len() as u64;
     let header = csv_header(&names, &windows);
     let mut done: BTreeSet<u64> = BTreeSet::new();
+    let mut earlier: Vec<(u64, f64)> = Vec::new();
     let mut writer = match &args.out {
-        Some(path) => Some(open_output(path, &header, args.resume, &mut done)?),
+        Some(path) => Some(open_output(
+            path,
+            &header,
+            args.resume,
+            &mut done,
+            &mut earlier,
+        )?),
         None => None,
     };
     todo.retain(|i| !done.contains(i));
@@ -192,6 +199,32 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     }
     pb.finish_and_clear();
     let elapsed = started.elapsed().as_secs_f64();
+    // Sets ranked in an earlier run of a resumed sweep compete too: the best of them are run
+    // again (a few sets) for their full metrics.
+    ranked_count += earlier.len() as u64;
+    earlier.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    earlier.truncate(args.top);
+    if !earlier.is_empty() {
+        let sets: Vec<ParamSet> = earlier
+            .iter()
+            .map(|&(i, _)| spec.params.decode(i).map_err(|e| anyhow::anyhow!("{e}")))
+            .collect::<Result<_, _>>()?;
+        let mut rows = vec![Metrics::default(); sets.len() * nw];
+        batch::run(&input, &sets, backend, &mut rows, &|_| {})
+            .map_err(|e| anyhow::anyhow!("{}: {e}", spec.file))?;
+        for (k, (&(grid_index, score), set)) in earlier.iter().zip(&sets).enumerate() {
+            push_top(
+                &mut top,
+                args.top,
+                Ranked {
+                    grid_index,
+                    score,
+                    set: set.clone(),
+                    full: rows[k * nw],
+                },
+            );
+        }
+    }
     let remaining = todo.len() as u64 - computed;
     let rate = computed as f64 / elapsed.max(1e-9);
     if args.json {
@@ -407,6 +440,7 @@ fn open_output(
     header: &[String],
     resume: bool,
     done: &mut BTreeSet<u64>,
+    earlier: &mut Vec<(u64, f64)>,
 ) -> anyhow::Result<csv::Writer<BufWriter<File>>> {
     let exists = path.exists();
     if exists && !resume {
@@ -445,6 +479,13 @@ fn open_output(
                     format!("{}:{}: grid_index is not a number", path.display(), n + 2)
                 })?;
             done.insert(index);
+            let objective = header
+                .iter()
+                .position(|h| h == "objective")
+                .and_then(|c| line.split(',').nth(c));
+            if let Some(value) = objective.and_then(|v| v.parse::<f64>().ok()) {
+                earlier.push((index, value));
+            }
             complete_len += line.len() as u64 + 1;
         }
         let file = OpenOptions::new()

@@ -251,3 +251,99 @@ fn backtest_errors_are_one_clear_line() {
         )
     );
 }
+
+/// A small grid of the RSI+EMA spec on the sample: 10 leverage values of one signal setting
+/// and 2 EMA lengths (20 sets).
+const SMALL_GRID: [&str; 8] = [
+    "--set",
+    "rsi_window=14",
+    "--set",
+    "rsi_lower=30",
+    "--set",
+    "rsi_upper=70",
+    "--quiet",
+    "--json",
+];
+
+fn sweep_json(extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["sweep", "examples/rsi_ema.toml", "--set", "ema_long=200"];
+    args.extend(SMALL_GRID);
+    args.extend(extra);
+    let out = etrading(&args);
+    serde_json::from_str(&stdout(&out)).unwrap()
+}
+
+#[test]
+fn sweep_ranks_a_grid_and_resumes_from_its_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("sweep.csv");
+    let csv_arg = csv.to_str().unwrap();
+    let full = sweep_json(&["--out", csv_arg]);
+    assert_eq!(full["sets"], 10);
+    assert_eq!(full["computed"], 10);
+    let rows = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(rows.lines().count(), 11, "header + 10 sets");
+    // Simulate a sweep killed after two sets, mid-way through the third row.
+    let lines: Vec<&str> = rows.lines().collect();
+    let cut = format!(
+        "{}\n{}\n{}\n{}",
+        lines[0],
+        lines[1],
+        lines[2],
+        &lines[3][..10]
+    );
+    std::fs::write(&csv, cut).unwrap();
+    let resumed = sweep_json(&["--out", csv_arg, "--resume"]);
+    assert_eq!(resumed["resumed"], 2);
+    assert_eq!(resumed["computed"], 8);
+    let again = std::fs::read_to_string(&csv).unwrap();
+    let mut a: Vec<&str> = rows.lines().collect();
+    let mut b: Vec<&str> = again.lines().collect();
+    a.sort_unstable();
+    b.sort_unstable();
+    assert_eq!(a, b, "the resumed file holds the same rows");
+    // The same ranking either way.
+    assert_eq!(full["top"], resumed["top"]);
+    // Without --resume an existing output is never overwritten.
+    let mut args = vec!["sweep", "examples/rsi_ema.toml", "--set", "ema_long=200"];
+    args.extend(SMALL_GRID);
+    args.extend(["--out", csv_arg]);
+    let refused = etrading(&args);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("pass --resume"));
+}
+
+#[test]
+fn sweep_backends_agree() {
+    let simd = sweep_json(&["--backend", "simd"]);
+    let scalar = sweep_json(&["--backend", "scalar"]);
+    assert_eq!(simd["top"], scalar["top"]);
+    assert!(simd["backend"].as_str().unwrap().starts_with("simd"));
+}
+
+#[test]
+fn sweep_memory_guard_refuses_a_budget_below_the_inputs() {
+    let mut args = vec!["sweep", "examples/rsi_ema.toml", "--max-memory", "1M"];
+    args.extend(SMALL_GRID);
+    let out = etrading(&args);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not enough memory"), "{err}");
+}
+
+#[test]
+fn parity_of_sampled_sets_passes_on_the_sample() {
+    let out = etrading(&[
+        "parity",
+        "examples/bb_atr_breakout.toml",
+        "--backend",
+        "simd",
+        "--samples",
+        "6",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["backends"][0]["trade_disagreements"], 0);
+    assert!(v["backends"][0]["reference_trades"].as_u64().unwrap() > 0);
+}
