@@ -24,3 +24,13 @@ echo
 echo "== etrading backtest examples/bb_atr_breakout.toml (isolated margin, stops)"
 $ET backtest examples/bb_atr_breakout.toml --set bb_period=20 --set bb_width=2.0 \
   --set min_atr_frac=0.005 --set stop_loss_frac=0.04 --set leverage=4
+
+echo
+echo "== etrading sweep examples/rsi_ema.toml (all 1,500 grid points, SIMD kernel, top 5 by risk_adjusted)"
+rm -f target/demo-sweep.csv
+$ET sweep examples/rsi_ema.toml --top 5 --out target/demo-sweep.csv --quiet
+echo "(every set's metrics written to target/demo-sweep.csv)"
+
+echo
+echo "== etrading parity examples/rsi_ema.toml (sampled sets: SIMD kernel against the reference)"
+$ET parity examples/rsi_ema.toml --backend simd --samples 100
