@@ -262,7 +262,7 @@ pub fn run(args: &ParityArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                     ));
                 }
             }
-            for t in 0..codes.len() {
+            for (t, &code) in codes.iter().enumerate() {
                 tally.signal_bars += 1;
                 let expected = if market.symbols[s].close[t].is_finite() {
                     simd::code::of(
@@ -274,10 +274,10 @@ pub fn run(args: &ParityArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                 } else {
                     0
                 };
-                if expected != codes[t] {
+                if expected != code {
                     tally.signal_diffs.push(format!(
-                        "{label}: {} bar {t}: signal code {expected:#06b} vs {:#06b}",
-                        market.symbols[s].name, codes[t]
+                        "{label}: {} bar {t}: signal code {expected:#06b} vs {code:#06b}",
+                        market.symbols[s].name
                     ));
                     break;
                 }

@@ -3,6 +3,8 @@
 //! edge-biased synthetic markets, the SIMD backend's metrics and trades must equal the
 //! reference's bit for bit (docs/SEMANTICS.md §4.3).
 
+#![allow(clippy::needless_range_loop)] // synthetic columns are filled bar by bar, in step
+
 use etrading_kernels::batch::lanes::SimdLevel;
 use etrading_kernels::batch::{self, Backend, BatchInput, WindowPlan, simd};
 use etrading_kernels::brackets;

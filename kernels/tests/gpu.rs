@@ -7,6 +7,9 @@
 //! (scripts/test.sh installs lavapipe). `GPU_PARITY_SPEC=rsi_ema` runs one spec only;
 //! `GPU_PARITY_SETS=N` changes the sample size (at least 2,000 in CI).
 
+// Synthetic columns are filled bar by bar, several in step.
+#![allow(clippy::needless_range_loop)]
+
 use std::collections::BTreeSet;
 use std::path::Path;
 

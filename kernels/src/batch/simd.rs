@@ -19,6 +19,10 @@
 //! Float policy: f64 throughout, no FMA, no reassociation (SEMANTICS.md §4.3): the metrics are
 //! bit-identical to the reference's, which `etrading parity` checks.
 
+// The lane loops index several per-lane and per-symbol arrays in step, as the reference's
+// loops do; iterator chains over four zipped arrays would hide the mirror.
+#![allow(clippy::needless_range_loop)]
+
 use std::collections::HashMap;
 
 use rayon::prelude::*;
@@ -478,7 +482,7 @@ fn signal_codes(
 pub fn signals_of(
     input: &BatchInput<'_>,
     set: &ParamSet,
-) -> Result<Vec<(Vec<Vec<f64>>, Vec<u8>)>, BatchError> {
+) -> Result<Vec<SymbolSignals>, BatchError> {
     let shared = Shared::new(input)?;
     let r = shared.resolve(set, 0)?;
     let slots = input.spec.output_slot_count();
@@ -506,6 +510,9 @@ pub fn signals_of(
         })
         .collect()
 }
+
+/// One symbol's indicator columns (by output slot) and signal codes (one per bar).
+pub type SymbolSignals = (Vec<Vec<f64>>, Vec<u8>);
 
 /// One task: sets sharing indicators and funding.
 #[inline(always)]
