@@ -16,6 +16,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
+use etrading_db::study;
 use etrading_kernels::batch;
 use etrading_kernels::engine::Metrics;
 use etrading_kernels::parity::metric_fields;
@@ -43,6 +44,13 @@ pub struct SweepArgs {
     /// Continue an interrupted sweep: sets already in `--out` are not recomputed.
     #[arg(long, requires = "out")]
     pub resume: bool,
+    /// Also write every set as a trial of this Optuna study (COMPLETE, or PRUNED with the
+    /// reason), with its metrics as user attributes.
+    #[arg(long)]
+    pub study: Option<String>,
+    /// Study storage, `sqlite:///PATH`.
+    #[arg(long, default_value = "sqlite:///db/optimization_study.db")]
+    pub storage: String,
     /// Print the summary and the ranked sets as JSON.
     #[arg(long)]
     pub json: bool,
@@ -95,6 +103,10 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             &mut done,
             &mut earlier,
         )?),
+        None => None,
+    };
+    let study = match &args.study {
+        Some(name) => Some(open_study(args, &research, name, &mut done)?),
         None => None,
     };
     todo.retain(|i| !done.contains(i));
@@ -167,6 +179,42 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         })
         .map_err(|e| anyhow::anyhow!("{}: {e}", spec.file))?;
         computed += sets.len() as u64;
+        if let Some((writer, distributions, provenance)) = &study {
+            let records = chunk
+                .iter()
+                .zip(&sets)
+                .enumerate()
+                .map(|(k, (&grid_index, set))| {
+                    let (state, value, user_attrs) = crate::optimize_cmd::trial_outcome(
+                        spec,
+                        &research.windows,
+                        &rows[k * nw..(k + 1) * nw],
+                        set,
+                        provenance,
+                    );
+                    let params = distributions
+                        .iter()
+                        .zip(&set.values)
+                        .map(|((name, d), v)| {
+                            study::internal_value(d, v)
+                                .map_err(|e| anyhow::anyhow!("param {name}: {e}"))
+                        })
+                        .collect::<anyhow::Result<Vec<f64>>>()?;
+                    Ok(study::TrialRecord {
+                        params,
+                        state,
+                        value,
+                        user_attrs,
+                        system_attrs: vec![(
+                            "grid_index".to_string(),
+                            study::JsonValue::Int(grid_index as i64),
+                        )],
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            writer.append_trials(records)?;
+            writer.flush()?;
+        }
         for (k, (&grid_index, set)) in chunk.iter().zip(&sets).enumerate() {
             let metrics = &rows[k * nw..(k + 1) * nw];
             let leverage = leverage_index
@@ -300,6 +348,92 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+type StudySink = (
+    study::StudyWriter,
+    Vec<(String, etrading_kernels::spec::Distribution)>,
+    crate::optimize_cmd::Provenance,
+);
+
+/// Opens (or, with `--resume`, reopens) the sweep's study; grid points already stored as
+/// trials join `done`, so a resumed sweep never stores one twice.
+fn open_study(
+    args: &SweepArgs,
+    research: &Research,
+    name: &str,
+    done: &mut BTreeSet<u64>,
+) -> anyhow::Result<StudySink> {
+    let spec = &research.spec;
+    let path = study::parse_storage_url(&args.storage)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let spec_text = std::fs::read_to_string(&args.research.spec)
+        .with_context(|| format!("reading {}", args.research.spec.display()))?;
+    let provenance = crate::optimize_cmd::Provenance {
+        data_hash: research.data_hash(),
+        engine_version: etrading_kernels::reference::ENGINE_VERSION.to_string(),
+        talib_version: crate::backtest_cmd::talib_version(),
+    };
+    let distributions = study::space_distributions(&spec.params);
+    let attrs = vec![
+        (
+            "objective".to_string(),
+            study::JsonValue::Str(spec.objective.name.name().into()),
+        ),
+        (
+            "strategy_id".to_string(),
+            study::JsonValue::Str(spec.strategy.id.clone()),
+        ),
+        (
+            "spec_file".to_string(),
+            study::JsonValue::Str(args.research.spec.display().to_string()),
+        ),
+        ("spec".to_string(), study::JsonValue::Str(spec_text)),
+        ("sampler".to_string(), study::JsonValue::Str("sweep".into())),
+        (
+            "initial_capital".to_string(),
+            study::JsonValue::Float(research.capital),
+        ),
+        (
+            "data_hash".to_string(),
+            study::JsonValue::Str(provenance.data_hash.clone()),
+        ),
+        (
+            "engine_version".to_string(),
+            study::JsonValue::Str(provenance.engine_version.clone()),
+        ),
+        (
+            "talib_version".to_string(),
+            study::JsonValue::Str(provenance.talib_version.clone()),
+        ),
+    ];
+    let (writer, report) = study::StudyWriter::open(
+        &path,
+        study::StudyOptions {
+            name: name.to_string(),
+            direction: study::Direction::Maximize,
+            mode: if args.resume {
+                study::OpenMode::Resume
+            } else {
+                study::OpenMode::Create
+            },
+            params: distributions.clone(),
+            user_attrs: attrs,
+        },
+    )?;
+    if !report.created {
+        let stored = study::StudyFile::open(&path)?.load(name)?;
+        for trial in &stored.trials {
+            if let Some((_, study::JsonValue::Int(i))) =
+                trial.system_attrs.iter().find(|(k, _)| k == "grid_index")
+            {
+                done.insert(*i as u64);
+            }
+        }
+    }
+    Ok((writer, distributions, provenance))
 }
 
 fn push_top(top: &mut Vec<Ranked>, n: usize, r: Ranked) {

@@ -347,3 +347,17 @@ fn parity_of_sampled_sets_passes_on_the_sample() {
     assert_eq!(v["backends"][0]["trade_disagreements"], 0);
     assert!(v["backends"][0]["reference_trades"].as_u64().unwrap() > 0);
 }
+
+#[test]
+fn sweep_writes_an_optuna_study_and_resume_stores_no_set_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = format!("sqlite:///{}", dir.path().join("s.db").display());
+    let first = sweep_json(&["--study", "grid", "--storage", &storage]);
+    assert_eq!(first["computed"], 10);
+    let again = sweep_json(&["--study", "grid", "--storage", &storage, "--resume"]);
+    assert_eq!(again["computed"], 0, "every grid point is already a trial");
+    let list = stdout(&etrading(&["study", "list", "--storage", &storage]));
+    let row = list.lines().find(|l| l.starts_with("grid")).unwrap();
+    let fields: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(fields[2], "10", "{list}");
+}
