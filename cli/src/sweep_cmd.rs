@@ -41,8 +41,9 @@ pub struct SweepArgs {
     /// Write every set's params and metrics (full run and each window) to this CSV file.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Continue an interrupted sweep: sets already in `--out` are not recomputed.
-    #[arg(long, requires = "out")]
+    /// Continue an interrupted sweep: sets already in `--out` (or already trials of
+    /// `--study`) are not recomputed.
+    #[arg(long)]
     pub resume: bool,
     /// Also write every set as a trial of this Optuna study (COMPLETE, or PRUNED with the
     /// reason), with its metrics as user attributes.
@@ -71,6 +72,9 @@ struct Ranked {
 const BATCH_CAP: usize = 16_384;
 
 pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    if args.resume && args.out.is_none() && args.study.is_none() {
+        bail!("--resume continues the sweep stored in --out FILE or --study NAME; give one");
+    }
     let research = Research::load(&args.research)?;
     let grid = research.grid()?;
     let memory = MemoryPlan::new(&research, args.research.max_memory.as_deref())?;
