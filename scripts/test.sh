@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 source scripts/setup.sh
 
 export CARGO_TERM_COLOR=never
+# Mesa's device-select layer prints an XDG_RUNTIME_DIR warning per Vulkan instance otherwise.
+export NODEVICE_SELECT=1
 step() { echo; echo "== $*"; }
 
 # What the cargo tests themselves need: PostgreSQL's server binaries (db tests start a
