@@ -237,12 +237,35 @@ fn bench_kernels(args: &BenchKernelsArgs, out: &mut dyn Write) -> anyhow::Result
     use etrading_kernels::engine::Metrics;
 
     let tmp;
-    let data = match &args.data {
-        Some(d) => d.clone(),
+    let data: Vec<PathBuf> = match &args.data {
+        Some(d) => vec![d.clone()],
         None => {
+            // The top-level files of the shared data set (its raw-samples/ folder holds
+            // third-party fixtures that conflict with the real data on purpose).
             let shared = PathBuf::from("../shared/data/binance");
-            if shared.join("BTCUSDT-1h.csv").exists() {
-                shared
+            let wanted = |name: &str| {
+                ["BTCUSDT", "ETHUSDT", "XRPUSDT", "LTCUSDT"]
+                    .iter()
+                    .any(|s| {
+                        [
+                            format!("{s}-1h.csv"),
+                            format!("{s}-1h-markprice.csv"),
+                            format!("{s}-funding.csv"),
+                        ]
+                        .contains(&name.to_string())
+                    })
+            };
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&shared)
+                .map(|rd| {
+                    rd.filter_map(Result::ok)
+                        .map(|e| e.path())
+                        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(wanted))
+                        .collect()
+                })
+                .unwrap_or_default();
+            files.sort();
+            if files.len() >= 4 {
+                files
             } else {
                 tmp = tempfile::tempdir().context("creating a temporary folder")?;
                 let exe = std::env::current_exe().context("finding the etrading binary")?;
@@ -265,14 +288,25 @@ fn bench_kernels(args: &BenchKernelsArgs, out: &mut dyn Write) -> anyhow::Result
                 if !status.success() {
                     bail!("generating synthetic data failed");
                 }
-                tmp.path().to_path_buf()
+                vec![tmp.path().to_path_buf()]
             }
         }
+    };
+    let data_label = if data.len() == 1 {
+        data[0].display().to_string()
+    } else {
+        format!(
+            "{} files under {}",
+            data.len(),
+            data[0]
+                .parent()
+                .map_or(String::new(), |p| p.display().to_string())
+        )
     };
     let research_args = crate::research::ResearchArgs {
         spec: args.spec.clone(),
         set: Vec::new(),
-        data: vec![data.clone()],
+        data: data.clone(),
         select: crate::data_cmd::DataSelection::bench_default(),
         capital: 10_000.0,
         brackets: None,
@@ -341,7 +375,7 @@ fn bench_kernels(args: &BenchKernelsArgs, out: &mut dyn Write) -> anyhow::Result
         let doc = json!({
             "schema": "etrading.bench.kernels/1",
             "spec": spec.file,
-            "data": data.display().to_string(),
+            "data": data_label,
             "data_hash": research.data_hash(),
             "symbols": research.panel.n_symbols(),
             "bars": research.panel.n_bars(),
@@ -365,7 +399,7 @@ fn bench_kernels(args: &BenchKernelsArgs, out: &mut dyn Write) -> anyhow::Result
         grid.total,
         research.panel.n_symbols(),
         research.panel.n_bars(),
-        data.display(),
+        data_label,
         &research.data_hash()[..12],
         rayon::current_num_threads()
     )?;
