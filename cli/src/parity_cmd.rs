@@ -4,7 +4,6 @@
 //! (docs/SEMANTICS.md §4.3). Exits non-zero on any disagreement.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::bail;
 use clap::{Args, ValueEnum};
@@ -127,35 +126,48 @@ pub fn run(args: &ParityArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         );
         pb
     };
-    // The reference: metrics of every window, trades and signals of the full run.
-    let done = AtomicU64::new(0);
-    let reference_runs: Vec<(Vec<Metrics>, reference::Backtest)> = sets
-        .par_iter()
-        .map(|set| {
-            let resolved = spec
-                .resolve(set)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", spec.file))?;
-            let (signals, results) = reference::run_windows(
-                spec,
-                &resolved,
-                &market,
-                &research.brackets,
-                research.capital,
-                &research.windows.ranges(),
-            )?;
-            let metrics: Vec<Metrics> = results.iter().map(|r| r.metrics).collect();
-            let full = results.into_iter().next().unwrap_or_default();
-            done.fetch_add(1, Ordering::Relaxed);
-            pb.inc(1);
-            Ok((
-                metrics,
-                reference::Backtest {
-                    signals,
-                    result: full,
-                },
-            ))
-        })
-        .collect::<anyhow::Result<_>>()?;
+    // The reference and the SIMD kernel, chunk by chunk so memory stays bounded (a reference
+    // run keeps its curves and indicator columns): every window's metrics of every set are
+    // kept for the GPU comparison, trades and signals only while their chunk is checked.
+    let with_simd = args.backend != ParityBackend::Gpu;
+    let mut ref_metrics: Vec<Vec<Metrics>> = Vec::with_capacity(sets.len());
+    let mut ref_trades: Vec<usize> = Vec::with_capacity(sets.len());
+    let mut tally = Tally::default();
+    for chunk in sets.chunks(PARITY_CHUNK) {
+        let reference_runs: Vec<(Vec<Metrics>, reference::Backtest)> = chunk
+            .par_iter()
+            .map(|set| {
+                let resolved = spec
+                    .resolve(set)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", spec.file))?;
+                let (signals, results) = reference::run_windows(
+                    spec,
+                    &resolved,
+                    &market,
+                    &research.brackets,
+                    research.capital,
+                    &research.windows.ranges(),
+                )?;
+                let metrics: Vec<Metrics> = results.iter().map(|r| r.metrics).collect();
+                let full = results.into_iter().next().unwrap_or_default();
+                pb.inc(1);
+                Ok((
+                    metrics,
+                    reference::Backtest {
+                        signals,
+                        result: full,
+                    },
+                ))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        if with_simd {
+            check_simd(&input, spec, &research, chunk, &reference_runs, &mut tally)?;
+        }
+        for (m, bt) in reference_runs {
+            ref_metrics.push(m);
+            ref_trades.push(bt.result.trades.len());
+        }
+    }
     pb.finish_and_clear();
 
     let mut tallies: Vec<(&'static str, Tolerance, Tally)> = Vec::new();
@@ -195,16 +207,16 @@ pub fn run(args: &ParityArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                             .map(|r| format!(" ({r})"))
                             .unwrap_or_default()
                     ));
-                    let mut tally = Tally {
+                    let mut gpu_tally = Tally {
                         sets: sets.len(),
                         windows: sets.len() * nw,
                         ..Tally::default()
                     };
                     let mut float_misses = 0usize;
                     for (i, set) in sets.iter().enumerate() {
-                        tally.trades += reference_runs[i].1.result.trades.len();
+                        gpu_tally.trades += ref_trades[i];
                         for w in 0..nw {
-                            let (e, f) = (&reference_runs[i].0[w], &rows[i * nw + w]);
+                            let (e, f) = (&ref_metrics[i][w], &rows[i * nw + w]);
                             if let Some(d) = compare_metrics(e, f, tol) {
                                 let counts = d.tolerance == Tolerance::EXACT;
                                 let line = format!(
@@ -213,11 +225,11 @@ pub fn run(args: &ParityArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                                     research.windows.windows()[w].kind.label()
                                 );
                                 if precision == etrading_kernels::gpu::Precision::F64 || counts {
-                                    tally.metric_diffs.push(line);
+                                    gpu_tally.metric_diffs.push(line);
                                 } else {
                                     float_misses += 1;
                                     if float_misses * 100 > sets.len() * nw {
-                                        tally.metric_diffs.push(format!(
+                                        gpu_tally.metric_diffs.push(format!(
                                             "more than 1 % of rows outside {tol}: {line}"
                                         ));
                                     }
@@ -228,7 +240,7 @@ pub fn run(args: &ParityArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                     if float_misses > 0 {
                         notes.push(format!("{name}: {float_misses} of {} rows have a float outside {tol} (at most 1 % allowed, §5.3)", sets.len() * nw));
                     }
-                    tallies.push((name, tol, tally));
+                    tallies.push((name, tol, gpu_tally));
                 }
             }
             Err(e) if args.backend == ParityBackend::Gpu => bail!("--backend gpu: {e}"),
@@ -238,12 +250,29 @@ pub fn run(args: &ParityArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     if args.backend == ParityBackend::Gpu {
         return finish(args, out, spec, &research, sets.len(), nw, tallies, notes);
     }
-    // SIMD, f64: exact.
+    tallies.insert(0, ("simd f64", Tolerance::EXACT, tally));
+    finish(args, out, spec, &research, sets.len(), nw, tallies, notes)
+}
+
+/// Sets per chunk of the parity run.
+const PARITY_CHUNK: usize = 64;
+
+/// The SIMD kernel on `sets` against their reference runs: indicators, signal codes, trades
+/// and every window's metrics, exactly.
+fn check_simd(
+    input: &etrading_kernels::batch::BatchInput<'_>,
+    spec: &Spec,
+    research: &Research,
+    sets: &[ParamSet],
+    reference_runs: &[(Vec<Metrics>, reference::Backtest)],
+    tally: &mut Tally,
+) -> anyhow::Result<()> {
+    let nw = research.windows.len();
+    let market = input.market;
     let mut rows = vec![Metrics::default(); sets.len() * nw];
     let mut logs = vec![Vec::new(); sets.len()];
-    simd::run_traced(&input, &sets, &mut rows, Some(&mut logs), &|_| {})
+    simd::run_traced(input, sets, &mut rows, Some(&mut logs), &|_| {})
         .map_err(|e| anyhow::anyhow!("{}: {e}", spec.file))?;
-    let mut tally = Tally::default();
     for (i, set) in sets.iter().enumerate() {
         let (ref_metrics, bt) = &reference_runs[i];
         let label = spec.params.describe(set);
@@ -251,7 +280,7 @@ pub fn run(args: &ParityArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         tally.windows += nw;
         tally.trades += bt.result.trades.len();
         // Indicators and signals.
-        let fast = simd::signals_of(&input, set).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let fast = simd::signals_of(input, set).map_err(|e| anyhow::anyhow!("{e}"))?;
         for (s, ((columns, codes), reference)) in fast.iter().zip(&bt.signals).enumerate() {
             for (slot, (a, b)) in reference.indicators.iter().zip(columns).enumerate() {
                 tally.indicator_columns += 1;
@@ -295,8 +324,7 @@ pub fn run(args: &ParityArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             }
         }
     }
-    tallies.insert(0, ("simd f64", Tolerance::EXACT, tally));
-    finish(args, out, spec, &research, sets.len(), nw, tallies, notes)
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
