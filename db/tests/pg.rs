@@ -720,7 +720,7 @@ fn good_attrs(n_trades: u32, hash: &str) -> Vec<(&'static str, String)> {
 /// study and trial ids differ from numbers).
 fn write_study(path: &Path, name: &str, direction: &str, trials: &[Trial]) {
     let db = rusqlite::Connection::open(path).unwrap();
-    db.execute_batch(include_str!("pg/optuna_schema.sql"))
+    db.execute_batch(include_str!("../src/study/schema.sql"))
         .unwrap();
     db.execute_batch(
         "INSERT INTO version_info VALUES (1, 12, '5.0.0');

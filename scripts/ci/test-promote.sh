@@ -2,7 +2,7 @@
 # End-to-end test of `etrading promote`, `rollback`, `configs` and `db migrate` against a real
 # PostgreSQL: a throwaway cluster (initdb in a temporary directory, a loopback port, run as the
 # `postgres` user under root), stopped and removed on exit, also when a check fails.
-# The study file is written here in Optuna's schema (db/tests/pg/optuna_schema.sql) from a real
+# The study file is written here in Optuna's schema (db/src/study/schema.sql) from a real
 # `etrading backtest --json` run, so the re-run check has real metrics to reproduce.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -61,7 +61,7 @@ python3 - "$work" "$spec" <<'PY'
 import json, sqlite3, sys
 work, spec = sys.argv[1], sys.argv[2]
 db = sqlite3.connect(f"{work}/study.db")
-db.executescript(open("db/tests/pg/optuna_schema.sql").read())
+db.executescript(open("db/src/study/schema.sql").read())
 db.executescript("""
 INSERT INTO version_info VALUES (1, 12, '5.0.0');
 INSERT INTO alembic_version VALUES ('v3.2.0.a');

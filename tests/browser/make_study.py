@@ -1,5 +1,5 @@
 """Writes the tiny hand-made study the browser test reads: Optuna 5.0.0's SQLite schema
-(optuna-schema.sql, a copy of ../shared/optuna-schema/schema.sql) with one study, `hand`, over
+(db/src/study/schema.sql, the schema our study writer creates) with one study, `hand`, over
 examples/rsi_ema.toml. Eight trials: a 3 x 2 grid of leverage x rsi_window (cell (2, 14) twice)
 and one FAIL. Values (MAXIMIZE) and so the mean heatmap of `value` by leverage x rsi_window:
 
@@ -43,7 +43,7 @@ def main(out: str) -> None:
     if path.exists():
         path.unlink()
     db = sqlite3.connect(path)
-    db.executescript((Path(__file__).parent / "optuna-schema.sql").read_text())
+    db.executescript((Path(__file__).resolve().parents[2] / "db" / "src" / "study" / "schema.sql").read_text())
     db.execute("INSERT INTO version_info VALUES (1, 12, '5.0.0')")
     db.execute("INSERT INTO alembic_version VALUES ('v3.2.0.a')")
     db.execute("INSERT INTO studies VALUES (1, 'hand')")

@@ -167,7 +167,7 @@ mod tests {
     fn hand_made(dir: &Path) -> PathBuf {
         let path = dir.join("s.db");
         let db = Connection::open(&path).unwrap();
-        db.execute_batch(include_str!("../../../tests/browser/optuna-schema.sql"))
+        db.execute_batch(include_str!("../../../db/src/study/schema.sql"))
             .unwrap();
         db.execute_batch(
             r#"
