@@ -55,24 +55,30 @@ pub fn read_spec(path: &PathBuf) -> anyhow::Result<Spec> {
     Spec::parse(&path.display().to_string(), &text).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
+/// One `--set NAME=VALUE` flag: the param's index and the value's text.
+pub(crate) fn assignment<'t>(spec: &Spec, text: &'t str) -> anyhow::Result<(usize, &'t str)> {
+    let (k, v) = text
+        .split_once('=')
+        .with_context(|| format!("--set {text:?}: expected NAME=VALUE"))?;
+    let Some(index) = spec.params.index_of(k.trim()) else {
+        let names: Vec<&str> = spec.params.params.iter().map(|p| p.name.as_str()).collect();
+        bail!(
+            "--set {text:?}: {} has no param `{}` (its params: {})",
+            spec.file,
+            k.trim(),
+            names.join(", ")
+        );
+    };
+    Ok((index, v.trim()))
+}
+
 /// The param set from `--set name=value` flags: every param with one value takes it; the
 /// others must be set, to one of their values (or within the bounds of a continuous range).
 pub fn param_set(spec: &Spec, sets: &[String]) -> anyhow::Result<ParamSet> {
     let mut given: BTreeMap<&str, &str> = BTreeMap::new();
     for s in sets {
-        let (k, v) = s
-            .split_once('=')
-            .with_context(|| format!("--set {s:?}: expected NAME=VALUE"))?;
-        if spec.params.index_of(k.trim()).is_none() {
-            let names: Vec<&str> = spec.params.params.iter().map(|p| p.name.as_str()).collect();
-            bail!(
-                "--set {s:?}: {} has no param `{}` (its params: {})",
-                spec.file,
-                k.trim(),
-                names.join(", ")
-            );
-        }
-        given.insert(k.trim(), v.trim());
+        let (index, v) = assignment(spec, s)?;
+        given.insert(spec.params.params[index].name.as_str(), v);
     }
     let mut values = Vec::with_capacity(spec.params.params.len());
     let mut missing = Vec::new();

@@ -240,29 +240,18 @@ fn fixed_params(
 ) -> anyhow::Result<Vec<(usize, etrading_kernels::spec::ParamValue)>> {
     let mut out = Vec::new();
     for text in sets {
-        let (name, value) = text
-            .split_once('=')
-            .with_context(|| format!("--set {text:?}: expected NAME=VALUE"))?;
-        let index = spec.params.index_of(name.trim()).with_context(|| {
-            format!(
-                "--set {text:?}: {} has no param `{}`",
-                spec.file,
-                name.trim()
-            )
-        })?;
+        let (index, value) = crate::backtest_cmd::assignment(spec, text)?;
+        let name = &spec.params.params[index].name;
         let values = spec.params.params[index]
             .domain
             .discrete_values()
             .with_context(|| format!("--set {text:?}: `{name}` has no grid of values"))?;
         let chosen = values
             .iter()
-            .find(|v| crate::backtest_cmd::same_value(v, value.trim()))
+            .find(|v| crate::backtest_cmd::same_value(v, value))
             .cloned()
             .with_context(|| {
-                format!(
-                    "--set {text:?}: `{}` is not one of the spec's values for {name}",
-                    value.trim()
-                )
+                format!("--set {text:?}: `{value}` is not one of the spec's values for {name}")
             })?;
         out.push((index, chosen));
     }

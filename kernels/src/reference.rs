@@ -31,6 +31,19 @@ pub struct MarketSymbol<'a> {
     pub funding: &'a [FundingAt],
 }
 
+impl<'a> MarketSymbol<'a> {
+    /// The OHLCV columns of bars `range`.
+    pub fn bars(&self, range: Range<usize>) -> BarColumns<'a> {
+        BarColumns {
+            open: &self.open[range.clone()],
+            high: &self.high[range.clone()],
+            low: &self.low[range.clone()],
+            close: &self.close[range.clone()],
+            volume: &self.volume[range],
+        }
+    }
+}
+
 /// The market a backtest runs on.
 #[derive(Debug, Clone)]
 pub struct Market<'a> {
@@ -76,7 +89,7 @@ pub struct Backtest {
 }
 
 /// The first and last bar where a symbol has data.
-fn valid_span(close: &[f64]) -> Option<(usize, usize)> {
+pub(crate) fn valid_span(close: &[f64]) -> Option<(usize, usize)> {
     let first = close.iter().position(|c| c.is_finite())?;
     let last = close.iter().rposition(|c| c.is_finite())?;
     Some((first, last))
@@ -101,13 +114,7 @@ pub fn signals_for(
         return Ok(out);
     };
     let span = first..last + 1;
-    let bars = BarColumns {
-        open: &sym.open[span.clone()],
-        high: &sym.high[span.clone()],
-        low: &sym.low[span.clone()],
-        close: &sym.close[span.clone()],
-        volume: &sym.volume[span.clone()],
-    };
+    let bars = sym.bars(span.clone());
     for ind in &resolved.indicators {
         let k = ind.output_names.len();
         let mut outputs: Vec<&mut [f64]> = out.indicators[ind.first_slot..ind.first_slot + k]

@@ -33,7 +33,7 @@ use super::lanes::Arr;
 use super::lanes::{Lanes, SimdLevel, TRUE};
 use super::{BatchError, BatchInput, indicators};
 use crate::brackets::BracketTable;
-use crate::engine::{ExitReason, FundingAt, Metrics, MetricsAcc, Side, Trade};
+use crate::engine::{ExitReason, FundingAt, Metrics, MetricsAcc, Position, Side, Target, Trade};
 use crate::expr::{BoundRule, RuleInputs};
 use crate::reference::{self, Market};
 use crate::series::BarColumns;
@@ -247,12 +247,6 @@ struct Shared<'a> {
     fill: FillPrice,
 }
 
-fn valid_span(close: &[f64]) -> Option<(usize, usize)> {
-    let first = close.iter().position(|c| c.is_finite())?;
-    let last = close.iter().rposition(|c| c.is_finite())?;
-    Some((first, last))
-}
-
 impl<'a> Shared<'a> {
     fn new(input: &'a BatchInput<'a>) -> Result<Shared<'a>, BatchError> {
         let market = input.market;
@@ -281,7 +275,11 @@ impl<'a> Shared<'a> {
             input,
             market,
             tables,
-            spans: market.symbols.iter().map(|s| valid_span(s.close)).collect(),
+            spans: market
+                .symbols
+                .iter()
+                .map(|s| reference::valid_span(s.close))
+                .collect(),
             mark_open: market
                 .symbols
                 .iter()
@@ -364,13 +362,7 @@ fn compute_indicators(
         return Ok(columns);
     };
     let range = first..last + 1;
-    let bars = BarColumns {
-        open: &sym.open[range.clone()],
-        high: &sym.high[range.clone()],
-        low: &sym.low[range.clone()],
-        close: &sym.close[range.clone()],
-        volume: &sym.volume[range.clone()],
-    };
+    let bars = sym.bars(range.clone());
     for ind in &r.indicators {
         let k = ind.output_names.len();
         let mut outputs: Vec<&mut [f64]> = columns[ind.first_slot..ind.first_slot + k]
@@ -437,13 +429,7 @@ fn signal_codes(
     };
     let range = first..last + 1;
     let len = range.len();
-    let bars = BarColumns {
-        open: &sym.open[range.clone()],
-        high: &sym.high[range.clone()],
-        low: &sym.low[range.clone()],
-        close: &sym.close[range.clone()],
-        volume: &sym.volume[range.clone()],
-    };
+    let bars = sym.bars(range.clone());
     let slices: Vec<&[f64]> = columns.iter().map(|c| &c[range.clone()]).collect();
     let inputs = RuleInputs {
         bars,
@@ -665,61 +651,6 @@ impl<'s> WindowCtx<'s> {
             holes,
         }
     }
-}
-
-/// The reference's position (engine::sim `Position`), one lane's copy.
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct Position {
-    side: Side,
-    qty: f64,
-    entry_price: f64,
-    entry_bar: usize,
-    margin: f64,
-    leverage: f64,
-    notional: f64,
-    mmr: f64,
-    cum: f64,
-    entry_fee: f64,
-    funding: f64,
-    worst: f64,
-    best: f64,
-    stop_price: Option<f64>,
-    tp_price: Option<f64>,
-}
-
-impl Position {
-    fn upnl(&self, price: f64) -> f64 {
-        self.side.sign() * self.qty * (price - self.entry_price)
-    }
-
-    fn isolated_liq_price(&self) -> f64 {
-        let q = self.qty;
-        match self.side {
-            Side::Long => (q * self.entry_price - self.margin - self.cum) / (q * (1.0 - self.mmr)),
-            Side::Short => (q * self.entry_price + self.margin + self.cum) / (q * (1.0 + self.mmr)),
-        }
-    }
-
-    fn see(&mut self, low: f64, high: f64) {
-        match self.side {
-            Side::Long => {
-                self.worst = self.worst.min(low);
-                self.best = self.best.max(high);
-            }
-            Side::Short => {
-                self.worst = self.worst.max(high);
-                self.best = self.best.min(low);
-            }
-        }
-    }
-}
-
-/// The side a symbol should hold after a signal (engine::sim `Target`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Target {
-    Flat,
-    Long,
-    Short,
 }
 
 /// §2.2 from a signal code: engine::sim `target`, bit for bit.

@@ -15,6 +15,7 @@ mod sim;
 
 pub use metrics::{Metrics, MetricsAcc, compute_metrics};
 pub use sim::simulate;
+pub(crate) use sim::{Position, Target};
 
 use crate::brackets::BracketTable;
 

@@ -8,41 +8,42 @@ use super::{
 
 /// The side a symbol should hold after a signal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Target {
+pub(crate) enum Target {
     Flat,
     Long,
     Short,
 }
 
-#[derive(Debug, Clone)]
-struct Position {
-    side: Side,
-    qty: f64,
-    entry_price: f64,
-    entry_bar: usize,
-    margin: f64,
-    leverage: f64,
-    notional: f64,
+/// An open position (also the state the batch kernels' event path works on).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Position {
+    pub(crate) side: Side,
+    pub(crate) qty: f64,
+    pub(crate) entry_price: f64,
+    pub(crate) entry_bar: usize,
+    pub(crate) margin: f64,
+    pub(crate) leverage: f64,
+    pub(crate) notional: f64,
     /// Bracket at the entry notional (§2.4).
-    mmr: f64,
-    cum: f64,
-    entry_fee: f64,
-    funding: f64,
+    pub(crate) mmr: f64,
+    pub(crate) cum: f64,
+    pub(crate) entry_fee: f64,
+    pub(crate) funding: f64,
     /// Extremes of the last price while open, for MAE / MFE.
-    worst: f64,
-    best: f64,
-    stop_price: Option<f64>,
-    tp_price: Option<f64>,
+    pub(crate) worst: f64,
+    pub(crate) best: f64,
+    pub(crate) stop_price: Option<f64>,
+    pub(crate) tp_price: Option<f64>,
 }
 
 impl Position {
-    fn upnl(&self, price: f64) -> f64 {
+    pub(crate) fn upnl(&self, price: f64) -> f64 {
         self.side.sign() * self.qty * (price - self.entry_price)
     }
 
     /// Isolated liquidation price (§2.5): the price at which the position's margin plus its
     /// unrealised PnL equals its maintenance margin.
-    fn isolated_liq_price(&self) -> f64 {
+    pub(crate) fn isolated_liq_price(&self) -> f64 {
         let q = self.qty;
         match self.side {
             Side::Long => (q * self.entry_price - self.margin - self.cum) / (q * (1.0 - self.mmr)),
@@ -51,7 +52,7 @@ impl Position {
     }
 
     /// Widens the excursion extremes by a price range seen while open.
-    fn see(&mut self, low: f64, high: f64) {
+    pub(crate) fn see(&mut self, low: f64, high: f64) {
         match self.side {
             Side::Long => {
                 self.worst = self.worst.min(low);
