@@ -42,6 +42,10 @@ use crate::spec::{FillPrice, Funding, MarginMode, ParamSet, ResolvedIndicator, R
 /// The most symbols one spec may trade in the SIMD kernel.
 pub const MAX_SYMBOLS: usize = 8;
 
+/// Bars simulated per block before the task's next block takes the same bars: 512 bars of
+/// four symbols' seven price columns are about 115 KiB, which stay in L2 across the blocks.
+const BAR_CHUNK: usize = 512;
+
 /// Largest number of sets one rayon task simulates.
 const TASK_SETS: usize = 256;
 
@@ -560,38 +564,62 @@ fn run_task<L: Lanes>(
     let mut packed = Vec::new();
     for (w, window) in shared.input.windows.windows().iter().enumerate() {
         let ctx = WindowCtx::new(shared, &funding, window.start, window.end);
+        let log_this = trace && w == 0;
+        // Each block's lanes: their params and signal codes (spare lanes repeat lane 0).
+        let blocks: Vec<([LaneParams; 8], [&[Vec<u8>]; 8])> = task
+            .chunks(L::W)
+            .enumerate()
+            .map(|(b, chunk)| {
+                let mut lanes = [LaneParams {
+                    caps: [f64::INFINITY; MAX_SYMBOLS],
+                    ..plans[chunk[0]].lane
+                }; 8];
+                let mut lane_codes: [&[Vec<u8>]; 8] = [&codes[key_of_set[b * L::W]]; 8];
+                for (l, &i) in chunk.iter().enumerate() {
+                    lanes[l] = plans[i].lane;
+                    lane_codes[l] = &codes[key_of_set[b * L::W + l]];
+                }
+                for l in chunk.len()..L::W {
+                    lanes[l] = lanes[0];
+                    lane_codes[l] = lane_codes[0];
+                }
+                (lanes, lane_codes)
+            })
+            .collect();
+        let mut sims: Vec<BlockSim<L>> = blocks
+            .iter()
+            .map(|_| BlockSim::new(shared.input.initial_capital))
+            .collect();
+        let mut block_logs: Vec<[TradeLog; 8]> = if log_this {
+            blocks.iter().map(|_| Default::default()).collect()
+        } else {
+            Vec::new()
+        };
+        // Bars in chunks, every block over a chunk before the next (see simulate_bars).
+        let mut t0 = ctx.start;
+        while t0 < ctx.end {
+            let t1 = (t0 + BAR_CHUNK).min(ctx.end);
+            for (b, (lanes, lane_codes)) in blocks.iter().enumerate() {
+                simulate_bars::<L>(
+                    &mut sims[b],
+                    &ctx,
+                    &lanes[..L::W],
+                    &lane_codes[..L::W],
+                    &mut packed,
+                    block_logs.get_mut(b).map(|logs| &mut logs[..L::W]),
+                    t0,
+                    t1,
+                );
+            }
+            t0 = t1;
+        }
         for (b, chunk) in task.chunks(L::W).enumerate() {
-            let mut lanes = [LaneParams {
-                caps: [f64::INFINITY; MAX_SYMBOLS],
-                ..plans[chunk[0]].lane
-            }; 8];
-            let mut lane_codes: [&[Vec<u8>]; 8] = [&codes[key_of_set[b * L::W]]; 8];
-            for (l, &i) in chunk.iter().enumerate() {
-                lanes[l] = plans[i].lane;
-                lane_codes[l] = &codes[key_of_set[b * L::W + l]];
-            }
-            for l in chunk.len()..L::W {
-                lanes[l] = lanes[0];
-                lane_codes[l] = lane_codes[0];
-            }
-            let mut block_logs: [TradeLog; 8] = Default::default();
-            let log_this = trace && w == 0;
-            let accs = simulate_block::<L>(
-                &ctx,
-                &lanes[..L::W],
-                &lane_codes[..L::W],
-                &mut packed,
-                if log_this {
-                    Some(&mut block_logs[..L::W])
-                } else {
-                    None
-                },
-            );
+            let accs = sims[b].finish(&ctx);
             for l in 0..chunk.len() {
                 let k = b * L::W + l;
                 rows[k * nw + w] = accs[l].finish(market.interval_ms);
                 if log_this {
-                    logs[k] = std::mem::take(&mut block_logs[l]);
+                    logs[k] = std::mem::take(&mut block_logs[b][l]);
                 }
             }
         }
@@ -668,9 +696,11 @@ fn target(c: u8, side: Option<Side>, is_last: bool) -> Option<Target> {
     }
 }
 
-/// All lanes' state for one symbol (the fields of [`Position`] as vectors, plus values the
-/// vector path caches: `sgnqty = sign x qty`, the isolated liquidation price and the bracket
-/// last used for the cross maintenance margin).
+/// All lanes' state for one symbol: the fields of [`Position`] the vector path reads, as
+/// vectors, plus values it caches (`sgnqty = sign x qty`, the isolated liquidation price and
+/// the bracket last used for the cross maintenance margin). The positions themselves live in
+/// [`LanePositions`]; these vectors are rewritten from them when an event changes one.
+/// `funding` is the one field the vector path writes: a lane's positions read it back on load.
 #[derive(Clone, Copy)]
 struct PosLanes<L: Lanes> {
     open: L,
@@ -678,8 +708,6 @@ struct PosLanes<L: Lanes> {
     sgnqty: L,
     qty: L,
     entry: L,
-    worst: L,
-    best: L,
     stop: L,
     tp: L,
     liq: L,
@@ -689,16 +717,6 @@ struct PosLanes<L: Lanes> {
     bracket_cum: L,
     funding: L,
     margin: L,
-    // Scalar-only fields.
-    side: [Option<Side>; 8],
-    entry_bar: [usize; 8],
-    leverage: [f64; 8],
-    notional: [f64; 8],
-    mmr: [f64; 8],
-    cum: [f64; 8],
-    entry_fee: [f64; 8],
-    stop_price: [Option<f64>; 8],
-    tp_price: [Option<f64>; 8],
 }
 
 impl<L: Lanes> PosLanes<L> {
@@ -711,8 +729,6 @@ impl<L: Lanes> PosLanes<L> {
             sgnqty: z,
             qty: z,
             entry: z,
-            worst: z,
-            best: z,
             stop: nan,
             tp: nan,
             liq: nan,
@@ -722,37 +738,7 @@ impl<L: Lanes> PosLanes<L> {
             bracket_cum: z,
             funding: z,
             margin: z,
-            side: [None; 8],
-            entry_bar: [0; 8],
-            leverage: [0.0; 8],
-            notional: [0.0; 8],
-            mmr: [0.0; 8],
-            cum: [0.0; 8],
-            entry_fee: [0.0; 8],
-            stop_price: [None; 8],
-            tp_price: [None; 8],
         }
-    }
-
-    fn load(&self, l: usize) -> Option<Position> {
-        let side = self.side[l]?;
-        Some(Position {
-            side,
-            qty: self.qty.get(l),
-            entry_price: self.entry.get(l),
-            entry_bar: self.entry_bar[l],
-            margin: self.margin.get(l),
-            leverage: self.leverage[l],
-            notional: self.notional[l],
-            mmr: self.mmr[l],
-            cum: self.cum[l],
-            entry_fee: self.entry_fee[l],
-            funding: self.funding.get(l),
-            worst: self.worst.get(l),
-            best: self.best.get(l),
-            stop_price: self.stop_price[l],
-            tp_price: self.tp_price[l],
-        })
     }
 
     /// Writes one lane back; `bracket_notional` picks the cached bracket (cross margin).
@@ -765,7 +751,6 @@ impl<L: Lanes> PosLanes<L> {
         bracket_notional: f64,
     ) {
         let Some(p) = pos else {
-            self.side[l] = None;
             for v in [
                 &mut self.open,
                 &mut self.long,
@@ -782,7 +767,6 @@ impl<L: Lanes> PosLanes<L> {
             self.liq.set(l, f64::NAN);
             return;
         };
-        self.side[l] = Some(p.side);
         self.open.set(l, TRUE);
         self.long
             .set(l, if p.side == Side::Long { TRUE } else { 0.0 });
@@ -791,8 +775,6 @@ impl<L: Lanes> PosLanes<L> {
         self.entry.set(l, p.entry_price);
         self.margin.set(l, p.margin);
         self.funding.set(l, p.funding);
-        self.worst.set(l, p.worst);
-        self.best.set(l, p.best);
         self.stop.set(l, p.stop_price.unwrap_or(f64::NAN));
         self.tp.set(l, p.tp_price.unwrap_or(f64::NAN));
         self.liq.set(
@@ -802,14 +784,6 @@ impl<L: Lanes> PosLanes<L> {
                 MarginMode::Cross => f64::NAN,
             },
         );
-        self.entry_bar[l] = p.entry_bar;
-        self.leverage[l] = p.leverage;
-        self.notional[l] = p.notional;
-        self.mmr[l] = p.mmr;
-        self.cum[l] = p.cum;
-        self.entry_fee[l] = p.entry_fee;
-        self.stop_price[l] = p.stop_price;
-        self.tp_price[l] = p.tp_price;
         self.cache_bracket(l, table, bracket_notional);
     }
 
@@ -839,6 +813,9 @@ impl<L: Lanes> PosLanes<L> {
     }
 }
 
+/// One lane's positions, per symbol (engine::sim `State::positions`).
+type LanePositions = [Option<Position>; MAX_SYMBOLS];
+
 /// A block of `W` lanes: account, positions, metric sums.
 struct Block<L: Lanes> {
     wallet: L,
@@ -859,6 +836,8 @@ struct Block<L: Lanes> {
     any_pending: u32,
     /// Per symbol, byte `l` holds the code bits lane `l`'s side acts on (§4.1).
     side_mask: [u64; MAX_SYMBOLS],
+    /// Per symbol, bit `l` set while lane `l` holds a position (`pos[s].open` as bits).
+    open_bits: [u32; MAX_SYMBOLS],
 }
 
 /// The code bits a side acts on: entries when flat, the exit bit of a long or a short.
@@ -870,58 +849,108 @@ fn side_bits(side: Option<Side>) -> u64 {
     })
 }
 
+/// Bit `l` set when byte `l` of `bytes` is non-zero (one bit per lane of packed codes).
+#[inline(always)]
+fn lanes_with_bits(bytes: u64) -> u32 {
+    let mut nz = bytes | bytes >> 4;
+    nz |= nz >> 2;
+    nz |= nz >> 1;
+    // Each byte's low bit, gathered into the top byte by one multiply (no carries: the
+    // partial products land on distinct bits).
+    ((nz & 0x0101_0101_0101_0101).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u32
+}
+
 fn flat_mask(w: usize) -> u64 {
     (0..w).fold(0, |m, l| m | side_bits(None) << (8 * l))
 }
 
-/// Simulates one block of lanes over a window; returns each lane's metric sums.
+/// One block's simulation state, carried from one chunk of bars to the next.
+struct BlockSim<L: Lanes> {
+    blk: Block<L>,
+    /// The lanes' positions as the reference holds them; `blk.pos` mirrors them as vectors.
+    held: [LanePositions; 8],
+    /// Per symbol, the next funding event of the window.
+    cursor: [usize; MAX_SYMBOLS],
+}
+
+impl<L: Lanes> BlockSim<L> {
+    fn new(capital: f64) -> Self {
+        BlockSim {
+            blk: Block::<L> {
+                wallet: L::splat(capital),
+                pos: [PosLanes::flat(); MAX_SYMBOLS],
+                peak: L::splat(capital),
+                max_dd: L::splat(0.0),
+                prev: L::splat(capital),
+                sum: L::splat(0.0),
+                sum_sq: L::splat(0.0),
+                down_sq: L::splat(0.0),
+                count: L::splat(0.0),
+                exposed: L::splat(0.0),
+                funding: L::splat(0.0),
+                equity: L::splat(capital),
+                trades: [MetricsAcc::new(capital); 8],
+                pending: [[None; MAX_SYMBOLS]; 8],
+                any_pending: 0,
+                side_mask: [flat_mask(L::W); MAX_SYMBOLS],
+                open_bits: [0; MAX_SYMBOLS],
+            },
+            held: [[None; MAX_SYMBOLS]; 8],
+            cursor: [0; MAX_SYMBOLS],
+        }
+    }
+
+    /// Each lane's metric sums once every bar of the window has been simulated.
+    fn finish(&self, ctx: &WindowCtx<'_>) -> [MetricsAcc; 8] {
+        let bars = (ctx.end - ctx.start) as u64;
+        let mut out = [MetricsAcc::new(ctx.shared.input.initial_capital); 8];
+        for (l, acc) in out.iter_mut().enumerate().take(L::W) {
+            *acc = self.blk.lane_acc(l);
+            acc.bars = bars;
+        }
+        out
+    }
+}
+
+/// Simulates one block of lanes over bars `t0..t1` of a window. A window is simulated by
+/// calling this on consecutive chunks; between chunks the caller runs the task's other
+/// blocks over the same bars, which are then still in cache (the market's columns of a
+/// whole window are far larger than the CPU's L2).
 #[inline(always)]
-fn simulate_block<L: Lanes>(
+#[allow(clippy::too_many_arguments)]
+fn simulate_bars<L: Lanes>(
+    sim: &mut BlockSim<L>,
     ctx: &WindowCtx<'_>,
     lanes: &[LaneParams],
     codes: &[&[Vec<u8>]],
     packed: &mut Vec<u64>,
     mut logs: Option<&mut [TradeLog]>,
-) -> [MetricsAcc; 8] {
+    t0: usize,
+    t1: usize,
+) {
     let shared = ctx.shared;
     let market = shared.market;
     let syms = &market.symbols;
     let ns = syms.len();
     let w = L::W;
-    let capital = shared.input.initial_capital;
-    let mut blk = Block::<L> {
-        wallet: L::splat(capital),
-        pos: [PosLanes::flat(); MAX_SYMBOLS],
-        peak: L::splat(capital),
-        max_dd: L::splat(0.0),
-        prev: L::splat(capital),
-        sum: L::splat(0.0),
-        sum_sq: L::splat(0.0),
-        down_sq: L::splat(0.0),
-        count: L::splat(0.0),
-        exposed: L::splat(0.0),
-        funding: L::splat(0.0),
-        equity: L::splat(capital),
-        trades: [MetricsAcc::new(capital); 8],
-        pending: [[None; MAX_SYMBOLS]; 8],
-        any_pending: 0,
-        side_mask: [flat_mask(w); MAX_SYMBOLS],
-    };
+    let BlockSim { blk, held, cursor } = sim;
     let trace = logs.is_some();
-    // Every lane's code of every bar and symbol, one byte per lane: packed[(t - start) * ns + s].
+    // Every lane's code of every bar and symbol, one byte per lane: packed[(t - t0) * ns + s].
     packed.clear();
-    packed.resize((ctx.end - ctx.start) * ns, 0);
-    for (l, lane_codes) in codes.iter().enumerate().take(w) {
-        for (s, column) in lane_codes.iter().enumerate().take(ns) {
-            for (t, &c) in column[ctx.start..ctx.end].iter().enumerate() {
-                packed[t * ns + s] |= u64::from(c) << (8 * l);
+    packed.resize((t1 - t0) * ns, 0);
+    for s in 0..ns {
+        let columns: [&[u8]; 8] = std::array::from_fn(|l| &codes[l.min(w - 1)][s][t0..t1]);
+        for (t, word) in packed.iter_mut().skip(s).step_by(ns).enumerate() {
+            let mut v = 0u64;
+            for (l, column) in columns.iter().enumerate().take(w) {
+                v |= u64::from(column[t]) << (8 * l);
             }
+            *word = v;
         }
     }
-    let mut cursor = [0usize; MAX_SYMBOLS];
     let zero = L::splat(0.0);
     let one = L::splat(1.0);
-    for t in ctx.start..ctx.end {
+    for t in t0..t1 {
         let hole = ctx.holes[t - ctx.start];
         // (1) §2.1: orders from the previous close fill at this open, closes first.
         if shared.fill == FillPrice::NextOpen && blk.any_pending != 0 {
@@ -929,7 +958,7 @@ fn simulate_block<L: Lanes>(
             for l in 0..w {
                 if mask & (1 << l) != 0 {
                     let targets = std::mem::take(&mut blk.pending[l]);
-                    let mut view = LaneView::load(&blk, ctx, l, &lanes[l]);
+                    let mut view = LaneView::load(blk, &mut held[l], ctx, l, &lanes[l]);
                     view.execute(
                         &targets,
                         t,
@@ -937,7 +966,7 @@ fn simulate_block<L: Lanes>(
                         &mut blk.trades[l],
                         log_of(&mut logs, l),
                     );
-                    view.store(&mut blk, ctx, t);
+                    view.store(blk, ctx, t);
                 }
             }
         }
@@ -961,18 +990,14 @@ fn simulate_block<L: Lanes>(
             }
         }
         // (3) §2.7: intrabar triggers; lanes with one run the reference's intrabar.
-        let mut any_open = zero;
-        for p in &blk.pos[..ns] {
-            any_open = any_open | p.open;
-        }
-        let open_mask = any_open.bitmask();
+        let open_mask = blk.open_bits[..ns].iter().fold(0, |m, &b| m | b);
         if open_mask != 0 {
             let mut slow = if hole { open_mask } else { 0 };
             let mut balance = blk.wallet;
             let mut mm = zero;
             let mut uncertain = zero;
             for (s, p) in blk.pos[..ns].iter().enumerate() {
-                if p.open.bitmask() == 0 {
+                if blk.open_bits[s] == 0 {
                     continue;
                 }
                 let (low, high) = (L::splat(syms[s].low[t]), L::splat(syms[s].high[t]));
@@ -1013,11 +1038,9 @@ fn simulate_block<L: Lanes>(
                 // MAE/MFE extremes of the lanes that stay on the vector path (engine::sim
                 // `see(low, high)` at the end of intrabar); event lanes do it in `intrabar`.
                 for l in (0..w).filter(|l| (open_mask & !slow) & (1 << l) != 0) {
-                    for (s, p) in blk.pos[..ns].iter_mut().enumerate() {
-                        if let Some(mut pos) = p.load(l) {
+                    for (s, pos) in held[l][..ns].iter_mut().enumerate() {
+                        if let Some(pos) = pos {
                             pos.see(syms[s].low[t], syms[s].high[t]);
-                            p.worst.set(l, pos.worst);
-                            p.best.set(l, pos.best);
                         }
                     }
                 }
@@ -1025,9 +1048,9 @@ fn simulate_block<L: Lanes>(
             if slow != 0 {
                 for l in 0..w {
                     if slow & (1 << l) != 0 {
-                        let mut view = LaneView::load(&blk, ctx, l, &lanes[l]);
+                        let mut view = LaneView::load(blk, &mut held[l], ctx, l, &lanes[l]);
                         view.intrabar(t, &mut blk.trades[l], log_of(&mut logs, l));
-                        view.store(&mut blk, ctx, t);
+                        view.store(blk, ctx, t);
                     }
                 }
             }
@@ -1036,18 +1059,11 @@ fn simulate_block<L: Lanes>(
         // A lane acts when its code has a bit its side listens to (one AND per symbol over
         // all lanes' packed codes), or on a symbol's last bar with a position open.
         let mut act = 0u32;
-        let row = (t - ctx.start) * ns;
+        let row = (t - t0) * ns;
         for s in 0..ns {
-            let hits = packed[row + s] & blk.side_mask[s];
-            if hits != 0 {
-                for l in 0..w {
-                    if (hits >> (8 * l)) & 0xff != 0 {
-                        act |= 1 << l;
-                    }
-                }
-            }
+            act |= lanes_with_bits(packed[row + s] & blk.side_mask[s]);
             if ctx.last_valid[s] == t {
-                act |= blk.pos[s].open.bitmask();
+                act |= blk.open_bits[s];
             }
         }
         if act != 0 {
@@ -1055,34 +1071,41 @@ fn simulate_block<L: Lanes>(
                 if act & (1 << l) == 0 {
                     continue;
                 }
-                let mut view = LaneView::load(&blk, ctx, l, &lanes[l]);
                 let mut targets = [None; MAX_SYMBOLS];
+                // A position open on its symbol's last bar: closed at this close (§2.8).
+                let mut ending = false;
                 for (s, sym) in syms.iter().enumerate() {
                     if !sym.close[t].is_finite() {
                         continue;
                     }
                     let is_last = ctx.last_valid[s] == t;
-                    targets[s] = target(codes[l][s][t], view.pos[s].map(|p| p.side), is_last);
+                    let side = held[l][s].as_ref().map(|p| p.side);
+                    targets[s] = target(codes[l][s][t], side, is_last);
+                    ending |= is_last && side.is_some();
                 }
-                match shared.fill {
-                    FillPrice::Close => {
-                        view.execute(
-                            &targets,
-                            t,
-                            |s| syms[s].close[t],
-                            &mut blk.trades[l],
-                            log_of(&mut logs, l),
-                        );
-                    }
-                    FillPrice::NextOpen => {
-                        for (s, tg) in targets.iter().enumerate().take(ns) {
-                            let next_valid = t + 1 < ctx.end && syms[s].close[t + 1].is_finite();
-                            if next_valid && tg.is_some() {
-                                blk.pending[l][s] = *tg;
-                                blk.any_pending |= 1 << l;
-                            }
+                if shared.fill == FillPrice::NextOpen {
+                    // Orders wait for the next open: no position changes now, so the lane
+                    // needs its account only when a symbol ends here.
+                    for (s, tg) in targets.iter().enumerate().take(ns) {
+                        let next_valid = t + 1 < ctx.end && syms[s].close[t + 1].is_finite();
+                        if next_valid && tg.is_some() {
+                            blk.pending[l][s] = *tg;
+                            blk.any_pending |= 1 << l;
                         }
                     }
+                    if !ending {
+                        continue;
+                    }
+                }
+                let mut view = LaneView::load(blk, &mut held[l], ctx, l, &lanes[l]);
+                if shared.fill == FillPrice::Close {
+                    view.execute(
+                        &targets,
+                        t,
+                        |s| syms[s].close[t],
+                        &mut blk.trades[l],
+                        log_of(&mut logs, l),
+                    );
                 }
                 for (s, sym) in syms.iter().enumerate() {
                     if ctx.last_valid[s] == t && view.pos[s].is_some() {
@@ -1096,7 +1119,7 @@ fn simulate_block<L: Lanes>(
                         );
                     }
                 }
-                view.store(&mut blk, ctx, t);
+                view.store(blk, ctx, t);
             }
         }
         // (5) §2.9: equity, margin use and drawdown at the close; MetricsAcc::bar per lane.
@@ -1137,13 +1160,6 @@ fn simulate_block<L: Lanes>(
         blk.exposed = L::blend(open & equity.gt(zero), blk.exposed + one, blk.exposed);
         blk.funding = blk.funding + paid;
     }
-    let bars = (ctx.end - ctx.start) as u64;
-    let mut out = [MetricsAcc::new(capital); 8];
-    for (l, acc) in out.iter_mut().enumerate().take(w) {
-        *acc = blk.lane_acc(l);
-        acc.bars = bars;
-    }
-    out
 }
 
 fn log_of<'a>(logs: &'a mut Option<&mut [TradeLog]>, l: usize) -> Option<&'a mut TradeLog> {
@@ -1189,20 +1205,25 @@ struct LaneView<'c, 's> {
     p: &'c LaneParams,
     lane: usize,
     wallet: f64,
-    pos: [Option<Position>; MAX_SYMBOLS],
-    /// The positions as loaded: only those that changed are written back.
-    loaded: [Option<Position>; MAX_SYMBOLS],
+    pos: &'c mut LanePositions,
+    /// Bit `s`: the position on symbol `s` was opened or closed (its vectors are rewritten).
+    changed: u32,
 }
 
 impl<'c, 's> LaneView<'c, 's> {
-    fn load<L: Lanes>(blk: &Block<L>, ctx: &'c WindowCtx<'s>, l: usize, p: &'c LaneParams) -> Self {
-        let mut pos = [None; MAX_SYMBOLS];
-        for (s, slot) in pos
-            .iter_mut()
-            .enumerate()
-            .take(ctx.shared.market.symbols.len())
-        {
-            *slot = blk.pos[s].load(l);
+    /// The lane's account: its positions in place, with the funding the vector path paid.
+    fn load<L: Lanes>(
+        blk: &Block<L>,
+        pos: &'c mut LanePositions,
+        ctx: &'c WindowCtx<'s>,
+        l: usize,
+        p: &'c LaneParams,
+    ) -> Self {
+        let ns = ctx.shared.market.symbols.len();
+        for (held, lanes) in pos[..ns].iter_mut().zip(&blk.pos) {
+            if let Some(held) = held {
+                held.funding = lanes.funding.get(l);
+            }
         }
         LaneView {
             ctx,
@@ -1210,26 +1231,28 @@ impl<'c, 's> LaneView<'c, 's> {
             lane: l,
             wallet: blk.wallet.get(l),
             pos,
-            loaded: pos,
+            changed: 0,
         }
     }
 
+    /// Writes the wallet and the changed positions back into the block's vectors.
     fn store<L: Lanes>(&self, blk: &mut Block<L>, ctx: &WindowCtx<'_>, t: usize) {
         let shared = ctx.shared;
         blk.wallet.set(self.lane, self.wallet);
         let l = self.lane;
         for s in 0..shared.market.symbols.len() {
-            let side = self.pos[s].map(|p| p.side);
+            let side = self.pos[s].as_ref().map(|p| p.side);
             // The notional at this bar's worst mark, for the cross test's cached bracket.
             let worst = match side {
                 Some(Side::Long) => shared.mark_low[s][t],
                 _ => shared.mark_high[s][t],
             };
-            let notional = self.pos[s].map_or(0.0, |p| p.qty * worst);
+            let notional = self.pos[s].as_ref().map_or(0.0, |p| p.qty * worst);
             let p = &mut blk.pos[s];
-            if self.pos[s] != self.loaded[s] {
+            if self.changed & (1 << s) != 0 {
                 let shift = 8 * l;
                 blk.side_mask[s] = (blk.side_mask[s] & !(0xff << shift)) | side_bits(side) << shift;
+                blk.open_bits[s] = (blk.open_bits[s] & !(1 << l)) | u32::from(side.is_some()) << l;
                 p.store(
                     l,
                     self.pos[s],
@@ -1324,6 +1347,7 @@ impl<'c, 's> LaneView<'c, 's> {
         let qty = notional / entry_price;
         let bracket = table.for_notional(notional);
         self.wallet -= fee;
+        self.changed |= 1 << s;
         let sign = side.sign();
         let opt = |d: f64| if d.is_nan() { None } else { Some(d) };
         self.pos[s] = Some(Position {
@@ -1358,6 +1382,7 @@ impl<'c, 's> LaneView<'c, 's> {
         let Some(pos) = self.pos[s].take() else {
             return;
         };
+        self.changed |= 1 << s;
         let exit_price = raw_price * (1.0 - pos.side.sign() * self.p.slippage);
         let fee = pos.qty * exit_price * self.p.taker_fee;
         let gross = pos.upnl(exit_price);
@@ -1548,6 +1573,7 @@ impl<'c, 's> LaneView<'c, 's> {
         let Some(mut pos) = self.pos[s].take() else {
             return;
         };
+        self.changed |= 1 << s;
         pos.see(lp, lp);
         let gross = pos.upnl(lp);
         let liq_fee = pos.margin + gross;
@@ -1618,6 +1644,7 @@ impl<'c, 's> LaneView<'c, 's> {
             let Some(mut pos) = self.pos[s].take() else {
                 continue;
             };
+            self.changed |= 1 << s;
             pos.see(worst[s], worst[s]);
             let gross = pos.upnl(worst[s]);
             let liq_fee = balance * mms[s] / mm;
@@ -1636,5 +1663,32 @@ impl<'c, 's> LaneView<'c, 's> {
         }
         self.wallet = 0.0;
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lanes_with_bits;
+
+    fn check(lanes: &[(usize, u8)], want: u32) {
+        let bytes = lanes
+            .iter()
+            .fold(0u64, |m, &(l, b)| m | u64::from(b) << (8 * l));
+        assert_eq!(lanes_with_bits(bytes), want, "{lanes:?}");
+    }
+
+    #[test]
+    fn lanes_with_bits_marks_every_non_zero_byte() {
+        check(&[], 0);
+        check(&[(0, 1)], 0b1);
+        check(&[(7, 0x80)], 0b1000_0000);
+        check(&[(0, 0xff), (3, 0x10), (7, 0x02)], 0b1000_1001);
+        check(&(0..8).map(|l| (l, 0xffu8)).collect::<Vec<_>>(), 0xff);
+        // Every single bit of every byte.
+        for l in 0..8 {
+            for b in 0..8 {
+                check(&[(l, 1 << b)], 1 << l);
+            }
+        }
     }
 }
