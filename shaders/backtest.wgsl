@@ -1,14 +1,19 @@
 // The fused batch backtest: one invocation = one param set in one window (the full run or a
 // walk-forward IS/OOS window), an independent account; time runs bar by bar inside it,
-// symbols in order. (One invocation per set and window rather than per set: more parallel
-// work, and each invocation stays within lavapipe's 65,535 loop iterations per invocation.) CPU twin: kernels/src/reference.rs `run_windows` + kernels/src/engine/sim.rs
-// `simulate` + compute_metrics. Rules come from the generated section (kernels/src/gpu/codegen.rs),
+// symbols in order. One dispatch advances each row by one chunk of `dims.bars_per_chunk`
+// bars; the account persists between dispatches in `state` (shared/state.wgsl), so no invocation runs longer than the host's loop budget (lavapipe
+// ends loops after 65,535 iterations per invocation; hardware GPUs have watchdogs). Every
+// dispatch of a group is the same: no per-dispatch value (lavapipe recompiles a shader for
+// each new set of uniform values it inlines). CPU twin:
+// kernels/src/reference.rs `run_windows` + kernels/src/engine/sim.rs `simulate` +
+// compute_metrics. Rules come from the generated section (kernels/src/gpu/codegen.rs),
 // compiled from the same postfix program the CPU evaluates.
 
 //#include shared/layout.wgsl
 //#include shared/brackets.wgsl
 //#include shared/sim.wgsl
 //#include shared/metrics.wgsl
+//#include shared/state.wgsl
 //#generated rules
 
 fn window_last_valid(w: u32, s: u32) -> u32 {
@@ -19,21 +24,28 @@ fn funding_begin(s: u32) -> u32 { return statics_u32[dims.off_funding_index + s]
 fn funding_end(s: u32) -> u32 { return statics_u32[dims.off_funding_index + s + 1u]; }
 fn funding_bar(e: u32) -> u32 { return statics_u32[dims.off_funding_bar + e]; }
 
-// One window `[start, end)` of the market as its own account (sim.rs `simulate`).
-fn run_window(w: u32) {
+// The next `dims.bars_per_chunk` bars of window `w` (`[start, end)`) as its own account
+// (sim.rs `simulate`), for output row `row`. The first dispatch starts the account (the row
+// still holds the host's sentinel), each later one continues it where the previous one
+// stopped, and the one that reaches the window's end writes the finished row (status 1).
+fn run_window(w: u32, row: u32) {
     let start = statics_u32[dims.off_windows + 2u * w];
     let end = statics_u32[dims.off_windows + 2u * w + 1u];
-    wallet = p.initial_capital;
-    var pending: array<u32, N_SYMBOLS>;
-    var funding_cursor: array<u32, N_SYMBOLS>;
-    for (var s = 0u; s < N_SYMBOLS; s += 1u) {
-        pos[s].is_open = false;
-        pending[s] = TARGET_NONE;
-        funding_cursor[s] = funding_begin(s);
+    let status = out[row].status;
+    var bar_from: u32;
+    if (status == STATUS_NOT_STARTED) {
+        state_start(w);
+        bar_from = start;
+    } else if (status == STATUS_IN_PROGRESS) {
+        state_load(row);
+        bar_from = state[row].next_bar;
+    } else {
+        // Finished, or stopped by the loop budget.
+        return;
     }
-    metrics_start(p.initial_capital);
-    let at_close = dims.fill_close == 1u;
-    for (var t = start; t < end; t += 1u) {
+    let bar_to = min(end, bar_from + dims.bars_per_chunk);
+    let at_close = FILL_CLOSE;
+    for (var t = bar_from; t < bar_to; t += 1u) {
         // (1) §2.1: orders from the previous close fill at this open, closes first.
         if (!at_close) {
             var any_pending = false;
@@ -60,7 +72,7 @@ fn run_window(w: u32) {
                 if (pos[s].is_open) {
                     let price = bar_value(COL_MARK_OPEN, s, t);
                     var rate = statics_real[dims.off_funding_rate + c];
-                    if (dims.funding_constant == 1u) {
+                    if (FUNDING_CONSTANT) {
                         rate = p.funding_rate_8h;
                     }
                     let pay = pos[s].side * pos[s].qty * price * rate;
@@ -115,8 +127,16 @@ fn run_window(w: u32) {
         }
         metrics_bar(equity, used, paid);
     }
-    acc.status = 1u;
-    out[set_index * dims.n_windows + w] = acc;
+    if (!loop_budget_intact()) {
+        out[row].status = STATUS_LOOP_BUDGET;
+        return;
+    }
+    if (bar_to >= end) {
+        acc.status = STATUS_WRITTEN;
+        out[row] = acc;
+    } else {
+        state_store(row, bar_to);
+    }
 }
 
 // Row `set x n_windows + w` of the output: set `set`, window `w`.
@@ -128,5 +148,5 @@ fn backtest(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     set_index = row / dims.n_windows;
     p = sets[set_index];
-    run_window(row % dims.n_windows);
+    run_window(row % dims.n_windows, row);
 }

@@ -392,7 +392,11 @@ fn optimize(args: &OptimizeArgs, out: &mut Vec<u8>) -> anyhow::Result<()> {
         metrics.clear();
         metrics.resize(sets.len() * plan.len(), Metrics::default());
         match batch::run(&input, &sets, backend, &mut metrics, &|_| {}) {
-            Ok(()) => {}
+            Ok(report) => {
+                if let Some(note) = report.fallback_note() {
+                    eprintln!("warning: {note}");
+                }
+            }
             Err(BatchError::Unsupported(why))
                 if backend == Backend::Simd && args.backend == BackendArg::Auto =>
             {

@@ -1,7 +1,10 @@
 //! The GPU backend (kernels::gpu), run for real: naga validation of every shader, host/WGSL
-//! layout agreement, the dispatch plan, and parity with the scalar reference engine on
-//! Mesa's lavapipe (or any adapter) for at least 2,000 sampled param sets of each example
-//! spec, in f32 and f64, under the tolerances of docs/SEMANTICS.md §5.
+//! layout agreement, the dispatch plan and the bar chunks, parity with the scalar reference
+//! engine on Mesa's lavapipe (or any adapter) for at least 2,000 sampled param sets of each
+//! example spec, in f32 and f64, under the tolerances of docs/SEMANTICS.md §5; a series far
+//! past lavapipe's loop limit run in bar chunks, the loop-budget canary, dispatch groups split
+//! under a small binding limit, and the CPU fallback after an injected dispatch failure
+//! (SEMANTICS.md §5.4).
 //!
 //! There is no skip: without an adapter the parity tests fail, naming the package to install
 //! (scripts/test.sh installs lavapipe). `GPU_PARITY_SPEC=rsi_ema` runs one spec only;
@@ -12,14 +15,18 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::OnceLock;
 
 use etrading_kernels::batch::{self, Backend, BatchInput, WindowPlan};
-use etrading_kernels::brackets::bundled;
+use etrading_kernels::brackets::{BracketTable, bundled};
 use etrading_kernels::engine::{FundingAt, Metrics};
-use etrading_kernels::gpu::layout::host_layouts;
-use etrading_kernels::gpu::plan::{PlanLimits, plan_dispatches};
-use etrading_kernels::gpu::shaders::{self, ENTRY_POINTS, SHADER_FILES, SHADER_LIST};
-use etrading_kernels::gpu::{self, GpuContext, Precision};
+use etrading_kernels::gpu::layout::{Dims, host_layouts};
+use etrading_kernels::gpu::plan::{
+    self, PlanLimits, SOFTWARE_LOOP_BUDGET, SetBytes, bars_per_chunk, dispatches_per_group,
+    loop_iterations_per_bar, plan_dispatches,
+};
+use etrading_kernels::gpu::shaders::{self, ENTRY_POINTS, SHADER_FILES, SHADER_LIST, Variant};
+use etrading_kernels::gpu::{self, GpuContext, GpuError, GpuOptions, GpuReport, Precision};
 use etrading_kernels::reference::{Market, MarketSymbol};
 use etrading_kernels::spec::{
     Distribution, ParamSet, ParamValue, Spec, WalkForwardMode, WalkForwardSpec,
@@ -81,9 +88,20 @@ fn every_shader_validates_with_naga() {
     for name in EXAMPLES {
         let spec = example(name);
         let rules = gpu::codegen::rules_wgsl(&spec);
-        for (file, entry) in ENTRY_POINTS {
-            for real in ["f32", "f64"] {
-                let source = shaders::assemble(file, real, spec.strategy.symbols.len(), &rules)
+        // Both precisions, and every combination of the compiled-in switches.
+        let n_symbols = spec.strategy.symbols.len();
+        let variants = ["f32", "f64"].into_iter().flat_map(|real| {
+            (0..8u8).map(move |bits| Variant {
+                fill_close: bits & 1 != 0,
+                cross_margin: bits & 2 != 0,
+                funding_constant: bits & 4 != 0,
+                ..Variant::new(real, n_symbols)
+            })
+        });
+        for variant in variants {
+            for (file, entry) in ENTRY_POINTS {
+                let real = variant.real;
+                let source = shaders::assemble(file, &variant, &rules)
                     .unwrap_or_else(|e| panic!("{name}: {e}"));
                 for line in source.lines() {
                     if let Some(path) = line.strip_prefix("// ---- shaders/") {
@@ -114,11 +132,11 @@ fn layout_matches_wgsl() {
     let spec = example("rsi_ema");
     let rules = gpu::codegen::rules_wgsl(&spec);
     for (real, f64_variant) in [("f32", false), ("f64", true)] {
-        let source = shaders::assemble("backtest.wgsl", real, 4, &rules).unwrap();
+        let source = shaders::assemble("backtest.wgsl", &Variant::new(real, 4), &rules).unwrap();
         let module = shaders::validate("backtest.wgsl", real, &source).unwrap();
         let mut layouter = naga::proc::Layouter::default();
         layouter.update(module.to_ctx()).unwrap();
-        for host in host_layouts(f64_variant) {
+        for host in host_layouts(f64_variant, 4) {
             let (span, members) = shaders::wgsl_layout(&module, host.wgsl_name)
                 .unwrap_or_else(|| panic!("no WGSL struct {}", host.wgsl_name));
             let wgsl: Vec<(String, usize)> =
@@ -134,8 +152,32 @@ fn layout_matches_wgsl() {
     }
 }
 
+/// The per-set bytes of an f64 dispatch of 3 windows, 4 symbols, 5 rule params, 2 slots:
+/// out 3 x 104, state 3 x (48 + 4 x 112) = 1,488 (the largest), sets 80, batch_real
+/// (4 + 5) x 8, batch_u32 2 x 4.
+fn per_set_bytes() -> SetBytes {
+    let dims = Dims {
+        n_symbols: 4,
+        n_rule_params: 5,
+        n_slots: 2,
+        ..Dims::default()
+    };
+    let bytes = SetBytes::of::<f64>(3, &dims);
+    assert_eq!(
+        bytes,
+        SetBytes {
+            out: 312,
+            state: 1_488,
+            set_params: 80,
+            batch_real: 72,
+            batch_u32: 8,
+        }
+    );
+    bytes
+}
+
 fn check_plan(n_sets: usize, limits: PlanLimits, expect: &[(usize, usize)]) {
-    let plan = plan_dispatches(n_sets, 3, 104, &limits);
+    let plan = plan_dispatches(n_sets, 3, &per_set_bytes(), &limits).unwrap();
     let got: Vec<(usize, usize)> = plan.batches.iter().map(|r| (r.start, r.end)).collect();
     assert_eq!(got, expect);
 }
@@ -156,13 +198,57 @@ fn dispatch_plan_respects_device_limits() {
         ..roomy
     };
     check_plan(100, few_groups, &[(0, 42), (42, 84), (84, 100)]);
-    // By the output binding: 3 windows x 104 bytes = 312 bytes per set; 1,000 bytes -> 3 sets.
+    // By the largest per-set buffer, state: 1,488 bytes per set; 4,000 bytes -> 2 sets.
     let small_binding = PlanLimits {
+        max_binding_bytes: 4_000,
+        ..roomy
+    };
+    check_plan(5, small_binding, &[(0, 2), (2, 4), (4, 5)]);
+    check_plan(0, roomy, &[]);
+    // Not even one set's state fits: refused, naming the buffer, its size and the limit.
+    let tiny = PlanLimits {
         max_binding_bytes: 1_000,
         ..roomy
     };
-    check_plan(7, small_binding, &[(0, 3), (3, 6), (6, 7)]);
-    check_plan(0, roomy, &[]);
+    let error = plan_dispatches(5, 3, &per_set_bytes(), &tiny)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        error,
+        "batch too large for the GPU tables: one param set needs 1488 bytes in state, the device binds at most 1000 bytes"
+    );
+}
+
+/// Loop trips per bar (lavapipe's count) and the chunk length under a budget.
+fn check_chunking(symbols: usize, tiers: usize, events: usize, per_bar: u64, bars: usize) {
+    assert_eq!(loop_iterations_per_bar(symbols, tiers, events), per_bar);
+    assert_eq!(
+        bars_per_chunk(SOFTWARE_LOOP_BUDGET, symbols, tiers, events),
+        bars
+    );
+}
+
+#[test]
+fn bar_chunks_stay_within_the_loop_budget() {
+    // 1 symbol, 1 tier, 1 event per bar: L(n) = n + 1 trips per loop of n iterations.
+    // open = 2 L(1) + 2 L(1) = 8; execute = 2 L(1) + 8 = 12; funding = L(1) + 2 L(1) = 6;
+    // intrabar = 2 L(1) + (L(1) + L(1)) + L(1) + (2 L(1) + L(1)) + 3 L(1) = 22;
+    // per bar = 1 + 2 L(1) + 12 + 6 + 22 + L(1) + 12 + 3 L(1) = 65.
+    // Per chunk: 2 L(1) + L(2) + 1 = 8, so (60,000 - 8) / 65 = 922 bars.
+    check_chunking(1, 1, 1, 65, 922);
+    // The bench's shape: 4 symbols, Binance's brackets (up to 10 tiers), one event per bar.
+    let four = loop_iterations_per_bar(4, 10, 1);
+    assert!((400..700).contains(&four), "{four}");
+    check_chunking(4, 10, 1, four, ((60_000 - 14) / four) as usize);
+    // More symbols, tiers or events only shorten the chunks.
+    assert!(loop_iterations_per_bar(5, 10, 1) > four);
+    assert!(loop_iterations_per_bar(4, 11, 1) > four);
+    assert!(loop_iterations_per_bar(4, 10, 3) > four);
+    // Dispatches per group: the longest window in chunks, at least one.
+    assert_eq!(dispatches_per_group(&[10, 3], 4), 3);
+    assert_eq!(dispatches_per_group(&[8, 8], 4), 2);
+    assert_eq!(dispatches_per_group(&[3], 100), 1);
+    assert_eq!(dispatches_per_group(&[0], 100), 1);
 }
 
 // ---------------------------------------------------------------- synthetic market
@@ -426,14 +512,22 @@ const F32_POLICY: Policy = Policy {
     min_float_agreement: 0.99,
 };
 
-fn context(precision: Precision) -> GpuContext {
-    match GpuContext::new(precision) {
+/// One context per precision for the whole test binary, so that a spec's shader is compiled
+/// once (the context caches pipelines; lavapipe takes seconds per compile).
+fn context(precision: Precision) -> &'static GpuContext {
+    static F32: OnceLock<GpuContext> = OnceLock::new();
+    static F64: OnceLock<GpuContext> = OnceLock::new();
+    let slot = match precision {
+        Precision::F32 => &F32,
+        Precision::F64 => &F64,
+    };
+    slot.get_or_init(|| match GpuContext::new(precision) {
         Ok(c) => c,
         Err(e) => panic!(
             "GPU parity needs an adapter and none could be opened ({e}); this test never \
              skips: install Mesa's lavapipe (scripts/test.sh does)"
         ),
-    }
+    })
 }
 
 fn parity_sets() -> usize {
@@ -443,42 +537,113 @@ fn parity_sets() -> usize {
         .unwrap_or(2_000)
 }
 
+/// An example spec over a synthetic market of `bars` bars, scored on the full run and, with
+/// `walk_forward`, two rolling IS/OOS pairs (5 windows).
+struct Case {
+    spec: Spec,
+    owned: OwnedMarket,
+    brackets: Vec<BracketTable>,
+    windows: WindowPlan,
+}
+
+impl Case {
+    fn new(name: &str, bars: usize, walk_forward: bool) -> Case {
+        let spec = example(name);
+        let interval = interval_ms(&spec);
+        let owned = synthetic_market(&spec.strategy.symbols, interval, bars, 0x5eed ^ bars as u64);
+        let span = bars as i64 * interval;
+        let windows = if walk_forward {
+            WindowPlan::walk_forward(
+                &WalkForwardSpec {
+                    mode: WalkForwardMode::Rolling,
+                    windows: 2,
+                    in_sample_ms: span * 2 / 5,
+                    out_of_sample_ms: span / 5,
+                    gap_ms: interval,
+                },
+                &owned.open_time,
+                interval,
+            )
+            .unwrap()
+        } else {
+            WindowPlan::full(bars)
+        };
+        Case {
+            spec,
+            owned,
+            brackets: bundled(),
+            windows,
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&BatchInput<'_>) -> T) -> T {
+        let market = self.owned.view();
+        f(&BatchInput {
+            spec: &self.spec,
+            market: &market,
+            brackets: &self.brackets,
+            initial_capital: 10_000.0,
+            windows: &self.windows,
+        })
+    }
+
+    fn rows(&self, sets: &[ParamSet]) -> Vec<Metrics> {
+        vec![Metrics::default(); sets.len() * self.windows.len()]
+    }
+
+    /// `sets` through a CPU backend.
+    fn cpu(&self, sets: &[ParamSet], backend: Backend) -> Vec<Metrics> {
+        let mut rows = self.rows(sets);
+        self.with(|input| batch::run(input, sets, backend, &mut rows, &|_| {}).unwrap());
+        rows
+    }
+
+    /// `sets` on the GPU at `precision` with `options`.
+    fn gpu(
+        &self,
+        sets: &[ParamSet],
+        precision: Precision,
+        options: &GpuOptions,
+    ) -> Result<(Vec<Metrics>, GpuReport), GpuError> {
+        let mut rows = self.rows(sets);
+        let report = self.with(|input| {
+            gpu::run_with_options(context(precision), input, sets, options, &mut rows, &|_| {})
+        })?;
+        Ok((rows, report))
+    }
+}
+
+/// Every count and every float metric bit for bit (NaN equal to NaN).
+fn check_identical(what: &str, expected: &[Metrics], got: &[Metrics]) {
+    assert_eq!(expected.len(), got.len(), "{what}: rows");
+    for (i, (e, g)) in expected.iter().zip(got).enumerate() {
+        assert_eq!(
+            (e.n_trades, e.liquidations),
+            (g.n_trades, g.liquidations),
+            "{what}: row {i}: trades and liquidations"
+        );
+        for ((metric, a), (_, b)) in float_metrics(e).into_iter().zip(float_metrics(g)) {
+            assert!(
+                a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+                "{what}: row {i}: {metric}: expected {a:e}, got {b:e}"
+            );
+        }
+    }
+}
+
 fn check_parity(name: &str, bars: usize) {
     if let Ok(only) = std::env::var("GPU_PARITY_SPEC")
         && only != name
     {
         return;
     }
-    let spec = example(name);
-    let interval = interval_ms(&spec);
-    let owned = synthetic_market(&spec.strategy.symbols, interval, bars, 0x5eed ^ bars as u64);
-    let market = owned.view();
-    let brackets = bundled();
-    let span = bars as i64 * interval;
-    let windows = WindowPlan::walk_forward(
-        &WalkForwardSpec {
-            mode: WalkForwardMode::Rolling,
-            windows: 2,
-            in_sample_ms: span * 2 / 5,
-            out_of_sample_ms: span / 5,
-            gap_ms: interval,
-        },
-        &owned.open_time,
-        interval,
-    )
-    .unwrap();
-    let input = BatchInput {
-        spec: &spec,
-        market: &market,
-        brackets: &brackets,
-        initial_capital: 10_000.0,
-        windows: &windows,
-    };
-    let sets = sample_sets(&spec, parity_sets(), 0xC0FFEE);
+    let case = Case::new(name, bars, true);
+    let spec = &case.spec;
+    let windows = &case.windows;
+    let sets = sample_sets(spec, parity_sets(), 0xC0FFEE);
     let rows = sets.len() * windows.len();
-    let mut reference = vec![Metrics::default(); rows];
     let clock = std::time::Instant::now();
-    batch::run(&input, &sets, Backend::Scalar, &mut reference, &|_| {}).unwrap();
+    let reference = case.cpu(&sets, Backend::Scalar);
     eprintln!(
         "{name}: scalar reference, {} sets x {} windows: {:.1} s",
         sets.len(),
@@ -499,9 +664,8 @@ fn check_parity(name: &str, bars: usize) {
             );
             continue;
         }
-        let mut got = vec![Metrics::default(); rows];
         let clock = std::time::Instant::now();
-        let report = gpu::run_with(&ctx, &input, &sets, &mut got, &|_| {}).unwrap();
+        let (got, report) = case.gpu(&sets, precision, &GpuOptions::default()).unwrap();
         eprintln!(
             "{name}: gpu {precision:?} on {}: {:.1} s",
             ctx.info().name,
@@ -513,7 +677,7 @@ fn check_parity(name: &str, bars: usize) {
             report.fallback_reason
         );
         assert_eq!(report.gpu_sets, sets.len());
-        compare(name, precision, &policy, &sets, &windows, &reference, &got);
+        compare(name, precision, &policy, &sets, windows, &reference, &got);
     }
 }
 
@@ -618,4 +782,216 @@ fn probe_names_the_adapter() {
     if info.device_type == "Cpu" {
         assert!(!info.is_hardware, "{info:?}");
     }
+}
+
+// ---------------------------------------------------------------- chunks, splits, fallback
+
+/// The precision a long run is checked at: f64 where the adapter has it (lavapipe does).
+fn long_run_precision() -> (Precision, Policy) {
+    if context(Precision::F64).info().has_f64 {
+        (Precision::F64, F64_POLICY)
+    } else {
+        (Precision::F32, F32_POLICY)
+    }
+}
+
+/// SEMANTICS.md §5.4: a run far longer than lavapipe's loop limit allows in one invocation
+/// (it used to stop after about 1,700 bars of 4 symbols) goes through in bar chunks, the
+/// accounts persisting between dispatches: no set falls back to the CPU, and the results equal
+/// the reference's under the f64 policy.
+#[test]
+fn gpu_long_series_runs_in_bar_chunks() {
+    let bars = 8_760; // a year of 1h bars
+    let case = Case::new("rsi_ema", bars, true);
+    let sets = sample_sets(&case.spec, 128, 0xBA55);
+    let reference = case.cpu(&sets, Backend::Scalar);
+    let (precision, policy) = long_run_precision();
+    let clock = std::time::Instant::now();
+    let (got, report) = case.gpu(&sets, precision, &GpuOptions::default()).unwrap();
+    eprintln!(
+        "long series: {bars} bars, {} sets x {} windows on {}: {:.1} s, {report:?}",
+        sets.len(),
+        case.windows.len(),
+        report.adapter.name,
+        clock.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        report.cpu_fallback_sets, 0,
+        "fell back to the CPU: {:?}",
+        report.fallback_reason
+    );
+    assert_eq!(report.gpu_sets, sets.len());
+    assert!(
+        report.chunks_per_group >= 2 && report.chunks_per_group * report.bars_per_chunk >= bars,
+        "{report:?}"
+    );
+    let traded = reference.iter().filter(|m| m.n_trades > 0).count();
+    assert!(traded * 2 > reference.len(), "{traded} rows trade");
+    compare(
+        "rsi_ema long",
+        precision,
+        &policy,
+        &sets,
+        &case.windows,
+        &reference,
+        &got,
+    );
+}
+
+/// Chunks too long for lavapipe are caught by the shader's canary loop, never returned as
+/// silently truncated runs: the group falls back to the CPU naming the loop budget. (On a
+/// hardware GPU, which has no loop counter, the same run simply succeeds.)
+#[test]
+fn gpu_loop_budget_overrun_is_detected() {
+    let bars = 4_000;
+    let case = Case::new("rsi_ema", bars, false);
+    let sets = sample_sets(&case.spec, 16, 0xCA4A);
+    let simd = case.cpu(&sets, Backend::Simd);
+    let (precision, policy) = long_run_precision();
+    let one_chunk = GpuOptions {
+        bars_per_chunk: Some(bars),
+        ..GpuOptions::default()
+    };
+    let (got, report) = case.gpu(&sets, precision, &one_chunk).unwrap();
+    assert_eq!(report.chunks_per_group, 1);
+    if report.adapter.is_hardware {
+        assert_eq!(report.cpu_fallback_sets, 0, "{report:?}");
+        compare(
+            "rsi_ema one chunk",
+            precision,
+            &policy,
+            &sets,
+            &case.windows,
+            &simd,
+            &got,
+        );
+        return;
+    }
+    assert_eq!(report.gpu_sets, 0, "{report:?}");
+    assert_eq!(report.cpu_fallback_sets, sets.len());
+    let reason = report.fallback_reason.unwrap_or_default();
+    assert!(
+        reason.contains("ran out of the adapter's loop budget (4000 bars per chunk"),
+        "{reason}"
+    );
+    check_identical("fallback rows", &simd, &got);
+}
+
+/// `fit_sets` ends a dispatch group where the next set's new indicator columns would not fit
+/// one binding, and refuses only a set that does not fit alone. rsi_ema on 100 bars x 4
+/// symbols in f32: a column is 100 x 4 x 4 = 1,600 bytes, a set adds (4 leverages + 5 rule
+/// params) x 4 = 36 bytes.
+#[test]
+fn fit_sets_ends_groups_at_the_binding_limit() {
+    let case = Case::new("rsi_ema", 100, false);
+    let set = |rsi: i64, ema: i64| ParamSet {
+        values: [rsi, 25, 70, ema, 2].map(ParamValue::Int).to_vec(),
+    };
+    // Columns: 2 (rsi 14, ema 50), 3 (+ ema 100), 3 (rsi 14, ema 50 again), 4 (+ rsi 21).
+    let sets = [set(14, 50), set(14, 100), set(14, 50), set(21, 50)];
+    case.with(|input| {
+        let resolved = plan::resolve_sets(input, &sets, 0..sets.len()).unwrap();
+        let statics = plan::pack_statics::<f32>(input, &resolved[0]).unwrap();
+        let fit = |cap: u64| plan::fit_sets::<f32>(input, &statics, &resolved, cap);
+        // 3 sets: 3 x 1,600 + 3 x 36 = 4,908 bytes; the 4th needs 6,400 + 144 = 6,544.
+        assert_eq!(fit(4_908).unwrap(), 3);
+        assert_eq!(fit(6_543).unwrap(), 3);
+        assert_eq!(fit(6_544).unwrap(), 4);
+        // 2 sets: 3 x 1,600 + 2 x 36 = 4,872.
+        assert_eq!(fit(4_871).unwrap(), 1);
+        // One set alone needs 2 x 1,600 + 36 = 3,236 bytes.
+        assert_eq!(
+            fit(3_235).unwrap_err().to_string(),
+            "batch too large for the GPU tables: one param set needs 3236 bytes in batch_real \
+             (indicator columns, leverage, rule params) (2 indicator columns of 100 bars x 4 \
+             symbols), the device binds at most 3235 bytes"
+        );
+    });
+}
+
+/// Under a binding limit far below the device's, the sets go in many smaller dispatch groups
+/// (by their indicator columns and their state) instead of failing, with results identical to
+/// the run in one group; only inputs that cannot fit at all (here the market tables) are
+/// refused, naming the buffer, its size and the limit.
+#[test]
+fn gpu_splits_dispatch_groups_under_small_limits() {
+    let case = Case::new("bb_atr_breakout", 700, true);
+    let sets = sample_sets(&case.spec, 200, 0x5917);
+    let (whole, whole_report) = case
+        .gpu(&sets, Precision::F32, &GpuOptions::default())
+        .unwrap();
+    assert_eq!(whole_report.groups, 1, "{whole_report:?}");
+    // The market tables: 8 columns x 4 symbols x 700 bars x 4 bytes, brackets and funding.
+    let statics_bytes = case.with(|input| {
+        let first = plan::resolve_sets(input, &sets, 0..1).unwrap();
+        let statics = plan::pack_statics::<f32>(input, &first[0]).unwrap();
+        (statics.real.len() * 4).max(statics.u32s.len() * 4) as u64
+    });
+    assert!(statics_bytes > 8 * 4 * 700 * 4);
+    // Room for the market and about 8 indicator columns of 11,200 bytes per group (the sets
+    // use 25 distinct columns), and for 100 sets' state (5 windows x 288 bytes each).
+    let small = GpuOptions {
+        max_binding_bytes: Some(statics_bytes),
+        ..GpuOptions::default()
+    };
+    let (split, split_report) = case.gpu(&sets, Precision::F32, &small).unwrap();
+    eprintln!("split: {split_report:?}");
+    assert!(split_report.groups >= 3, "{split_report:?}");
+    assert_eq!(split_report.cpu_fallback_sets, 0, "{split_report:?}");
+    assert_eq!(split_report.gpu_sets, sets.len());
+    check_identical("split run", &whole, &split);
+    let tiny = GpuOptions {
+        max_binding_bytes: Some(statics_bytes - 1),
+        ..GpuOptions::default()
+    };
+    let error = case
+        .gpu(&sets, Precision::F32, &tiny)
+        .map(|(_, report)| report)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.starts_with("batch too large for the GPU tables: statics_")
+            && error.ends_with(&format!(
+                "the device binds at most {} bytes",
+                statics_bytes - 1
+            )),
+        "{error}"
+    );
+}
+
+/// SEMANTICS.md §5.4: a failed dispatch (injected after 2 of 4 groups) keeps the finished
+/// groups' GPU results, bit for bit those of a run without failure, and the remaining sets
+/// come from the CPU, bit for bit the SIMD backend's; the report names the reason and counts.
+#[test]
+fn gpu_failed_dispatch_falls_back_to_the_cpu() {
+    let case = Case::new("rsi_ema", 700, true);
+    let sets = sample_sets(&case.spec, 200, 0xFA11);
+    let nw = case.windows.len();
+    let groups_of_50 = GpuOptions {
+        target_sets: Some(50),
+        ..GpuOptions::default()
+    };
+    let (clean, clean_report) = case.gpu(&sets, Precision::F32, &groups_of_50).unwrap();
+    assert_eq!(clean_report.groups, 4, "{clean_report:?}");
+    assert_eq!(clean_report.cpu_fallback_sets, 0, "{clean_report:?}");
+    let failing = GpuOptions {
+        fail_after_dispatches: Some(2),
+        ..groups_of_50
+    };
+    let (got, report) = case.gpu(&sets, Precision::F32, &failing).unwrap();
+    assert_eq!(
+        (report.groups, report.gpu_sets, report.cpu_fallback_sets),
+        (2, 100, 100),
+        "{report:?}"
+    );
+    assert_eq!(
+        report.fallback_reason.as_deref(),
+        Some(
+            "GPU dispatch failed: injected failure of dispatch group 2 \
+             (GpuOptions::fail_after_dispatches)"
+        )
+    );
+    check_identical("finished GPU groups", &clean[..100 * nw], &got[..100 * nw]);
+    let simd = case.cpu(&sets[100..], Backend::Simd);
+    check_identical("CPU fallback", &simd, &got[100 * nw..]);
 }

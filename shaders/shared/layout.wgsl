@@ -1,7 +1,9 @@
 // Host-shared structs, bindings and input accessors of the batch backtest.
-// Twins: kernels/src/gpu/layout.rs (`Dims`, `SetParamsF32/F64`, `AccumF32/F64`); a test checks
+// Twins: kernels/src/gpu/layout.rs (`Dims`, `SetParamsF32/F64`, `AccumF32/F64`,
+// `RowStateF32/F64`, `SymbolStateF32/F64`); a test checks
 // sizes and offsets through naga. `real` is f32 or f64, `N_SYMBOLS` the market's symbol
-// count: both come from the generated header (kernels/src/gpu/shaders.rs).
+// count: both come from the generated header (kernels/src/gpu/shaders.rs), with the run's
+// `FILL_CLOSE`, `CROSS_MARGIN` and `FUNDING_CONSTANT` (the same values as `Dims`' fields).
 
 // Sizes of the batch and offsets of the flat tables (in elements of their buffer).
 struct Dims {
@@ -26,9 +28,11 @@ struct Dims {
     off_set_leverage: u32,
     off_set_rule_params: u32,
     off_set_cols: u32,
-    pad0: u32,
-    pad1: u32,
-    pad2: u32,
+    off_window_funding: u32,
+    // Bars one dispatch advances each row by.
+    bars_per_chunk: u32,
+    // Where the canary loop's trip count lies in `statics_u32`.
+    off_canary: u32,
 }
 
 // One param set's account and execution settings (engine::SimParams).
@@ -70,7 +74,46 @@ struct Accum {
     status: u32,
 }
 
-@group(0) @binding(0) var<uniform> dims: Dims;
+// One symbol's `Position` (bools as bits of `flags`: 1 open, 2 has a stop, 4 has a
+// take-profit), its target pending for the next open and its funding cursor, between two
+// dispatches.
+struct SymbolState {
+    side: real,
+    qty: real,
+    entry_price: real,
+    margin: real,
+    notional: real,
+    mmr: real,
+    cum: real,
+    entry_fee: real,
+    funding: real,
+    stop_price: real,
+    tp_price: real,
+    pad_real: real,
+    entry_bar: u32,
+    flags: u32,
+    pending: u32,
+    funding_cursor: u32,
+}
+
+// The account of one (set, window) between two dispatches: what `Accum` does not hold. Row
+// `r` of `state` belongs to row `r` of `out`.
+struct RowState {
+    wallet: real,
+    peak: real,
+    prev_equity: real,
+    pad_real: real,
+    // The bar the next dispatch continues the row at.
+    next_bar: u32,
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
+    symbols: array<SymbolState, N_SYMBOLS>,
+}
+
+// A storage buffer, not a uniform: lavapipe inlines uniform values that steer branches and
+// recompiles the shader whenever they change, which cost ~65 ms per dispatch (measured).
+@group(0) @binding(0) var<storage, read> dims: Dims;
 // Market columns (8 per symbol, bar-major inside a column), bracket tiers (5 reals each),
 // funding rates.
 @group(0) @binding(1) var<storage, read> statics_real: array<real>;
@@ -83,6 +126,8 @@ struct Accum {
 @group(0) @binding(4) var<storage, read> batch_u32: array<u32>;
 @group(0) @binding(5) var<storage, read> sets: array<SetParams>;
 @group(0) @binding(6) var<storage, read_write> out: array<Accum>;
+// Accounts between dispatches (shared/state.wgsl).
+@group(0) @binding(7) var<storage, read_write> state: array<RowState>;
 
 const COL_OPEN: u32 = 0u;
 const COL_HIGH: u32 = 1u;

@@ -122,7 +122,7 @@ fn open(s: u32, t: u32, side: real, at_close: bool) {
     let notional = margin * leverage;
     let fee = notional * p.taker_fee;
     var free: real;
-    if (dims.cross_margin == 1u) {
+    if (CROSS_MARGIN) {
         free = equity - used;
     } else {
         free = wallet - used;
@@ -216,7 +216,7 @@ fn target_of(le: bool, lx: bool, se: bool, sx: bool, s: u32, is_last: bool) -> u
 // A stop or take-profit triggered at `trigger`: filled at the trigger, or at the open when the
 // bar opened beyond it and the position was open before the open.
 fn stop_out(s: u32, t: u32, trigger: real, reason: u32) {
-    let open_before = pos[s].entry_bar < t || dims.fill_close == 1u;
+    let open_before = pos[s].entry_bar < t || FILL_CLOSE;
     let o = bar_value(COL_OPEN, s, t);
     var beyond: bool;
     if ((pos[s].side > 0.0 && reason == EXIT_STOP) || (pos[s].side < 0.0 && reason == EXIT_TAKE_PROFIT)) {
@@ -304,7 +304,7 @@ fn intrabar(t: u32) {
     var liq_price: array<real, N_SYMBOLS>;
     for (var s = 0u; s < N_SYMBOLS; s += 1u) {
         if (pos[s].is_open) {
-            if (dims.cross_margin == 1u) {
+            if (CROSS_MARGIN) {
                 liq_price[s] = cross_liq_price(s, t);
             } else {
                 liq_price[s] = isolated_liq_price(s);
@@ -336,7 +336,7 @@ fn intrabar(t: u32) {
         }
     }
     // Liquidation at the worst mark price of the bar (§2.7 b, §2.5).
-    if (dims.cross_margin == 1u) {
+    if (CROSS_MARGIN) {
         if (cross_liquidation(t)) {
             for (var s = 0u; s < N_SYMBOLS; s += 1u) {
                 stop_hit[s] = false;

@@ -76,13 +76,35 @@ pub enum BatchError {
 /// Runs `sets` through `backend`, filling `out` (set-major: set `i`, window `w` at
 /// `i * windows + w`). `progress` is called with the number of sets just finished (from
 /// worker threads).
+/// What a run reports besides its table: the sets a GPU run handed to the CPU.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunReport {
+    /// Sets computed by the SIMD backend after a GPU dispatch failed (their rows are exact).
+    pub cpu_fallback_sets: usize,
+    /// Why the GPU stopped, when it did.
+    pub fallback_reason: Option<String>,
+}
+
+impl RunReport {
+    /// A line for the user when the GPU did not compute every set.
+    pub fn fallback_note(&self) -> Option<String> {
+        (self.cpu_fallback_sets > 0).then(|| {
+            format!(
+                "{} sets ran on the CPU after the GPU failed: {}",
+                self.cpu_fallback_sets,
+                self.fallback_reason.as_deref().unwrap_or("no reason given")
+            )
+        })
+    }
+}
+
 pub fn run(
     input: &BatchInput<'_>,
     sets: &[ParamSet],
     backend: Backend,
     out: &mut [Metrics],
     progress: &(dyn Fn(usize) + Sync),
-) -> Result<(), BatchError> {
+) -> Result<RunReport, BatchError> {
     let n_windows = input.windows.len();
     let expected = sets.len() * n_windows;
     if out.len() != expected {
@@ -92,10 +114,13 @@ pub fn run(
         });
     }
     match backend {
-        Backend::Scalar => run_scalar(input, sets, out, progress),
-        Backend::Simd => simd::run(input, sets, out, progress),
+        Backend::Scalar => run_scalar(input, sets, out, progress).map(|()| RunReport::default()),
+        Backend::Simd => simd::run(input, sets, out, progress).map(|()| RunReport::default()),
         Backend::Gpu(precision) => crate::gpu::run(input, sets, precision, out, progress)
-            .map(|_report| ())
+            .map(|report| RunReport {
+                cpu_fallback_sets: report.cpu_fallback_sets,
+                fallback_reason: report.fallback_reason,
+            })
             .map_err(|e| BatchError::Gpu(e.to_string())),
     }
 }

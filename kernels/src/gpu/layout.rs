@@ -1,10 +1,15 @@
 //! Host twins of the structs shared with WGSL (`shaders/shared/layout.wgsl`): `#[repr(C)]` +
 //! `bytemuck::Pod`, one concrete struct per precision where a field is `real`. The
 //! `layout_matches_wgsl` test checks every size and offset against naga's layouter.
+//!
+//! The simulation state that persists between the dispatches of a dispatch group (WGSL
+//! `RowState`: the fields of [`RowStateF32`] / [`RowStateF64`] followed by
+//! `symbols: array<SymbolState, N_SYMBOLS>`) lives only on the GPU: the host sizes its buffer
+//! from these twins ([`Real::state_bytes`]) and never reads it.
 
 use bytemuck::{Pod, Zeroable};
 
-/// WGSL twin: `struct Dims` (uniform). Sizes of one dispatch and offsets of the flat tables,
+/// WGSL twin: `struct Dims` (a read-only storage buffer). Sizes of one dispatch and offsets of the flat tables,
 /// in elements of the buffer each lives in.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
@@ -30,10 +35,18 @@ pub struct Dims {
     pub off_set_leverage: u32,
     pub off_set_rule_params: u32,
     pub off_set_cols: u32,
-    pub pad0: u32,
-    pub pad1: u32,
-    pub pad2: u32,
+    /// Per (window, symbol): the first funding event at or after the window's first bar.
+    pub off_window_funding: u32,
+    /// Bars one dispatch advances each (set, window) row by (the bar chunk).
+    pub bars_per_chunk: u32,
+    /// Where [`CANARY_TRIPS`] lies in `statics_u32`.
+    pub off_canary: u32,
 }
+
+/// Trip count of the shader's canary loop (`loop_budget_intact`), read from `statics_u32` at
+/// [`Dims::off_canary`]: from a storage buffer, so that no compiler (lavapipe inlines
+/// uniform values) can unroll the loop.
+pub const CANARY_TRIPS: u32 = 2;
 
 /// One param set's settings in f64, before conversion to the shader's precision.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -73,6 +86,17 @@ pub struct AccumHost {
 /// `status` of a row the shader wrote.
 pub const STATUS_WRITTEN: u32 = 1;
 
+/// `status` of a row whose window has started and not yet reached its last bar (the next
+/// dispatch continues it at `RowState::next_bar`; after the last dispatch, a chunk did not run).
+pub const STATUS_IN_PROGRESS: u32 = 0;
+
+/// `status` of a row no dispatch has started (the sentinel fill).
+pub const STATUS_NOT_STARTED: u32 = u32::from_ne_bytes([SENTINEL_BYTE; 4]);
+
+/// `status` of a row whose invocation ran out of the adapter's loop budget (lavapipe ends
+/// every loop early after 65,535 iterations per invocation; the canary loop saw it).
+pub const STATUS_LOOP_BUDGET: u32 = 2;
+
 /// The byte every output buffer is pre-filled with: an unwritten row reads `status =
 /// 0xFFFF_FFFF` (and NaN reals), never zeros.
 pub const SENTINEL_BYTE: u8 = 0xFF;
@@ -85,13 +109,21 @@ pub trait Real: Pod + Copy + Send + Sync + 'static {
     type SetParams: Pod + Send + Sync;
     /// WGSL twin `Accum` at this precision.
     type Accum: Pod + Send + Sync;
+    /// WGSL twin of `RowState`'s fields before `symbols` at this precision.
+    type RowState: Pod + Send + Sync;
+    /// WGSL twin `SymbolState` at this precision.
+    type SymbolState: Pod + Send + Sync;
+    /// Bytes of one WGSL `RowState` for `n_symbols` symbols.
+    fn state_bytes(n_symbols: usize) -> usize {
+        size_of::<Self::RowState>() + n_symbols.max(1) * size_of::<Self::SymbolState>()
+    }
     fn from_f64(value: f64) -> Self;
     fn set_params(host: &SetParamsHost) -> Self::SetParams;
     fn accum(row: &Self::Accum) -> AccumHost;
 }
 
 macro_rules! real_layout {
-    ($real:ty, $wgsl:literal, $set:ident, $accum:ident) => {
+    ($real:ty, $wgsl:literal, $set:ident, $accum:ident, $row:ident, $sym:ident) => {
         /// WGSL twin: `struct SetParams` with `real` =
         #[doc = $wgsl]
         #[repr(C)]
@@ -135,10 +167,59 @@ macro_rules! real_layout {
             pub status: u32,
         }
 
+        #[doc = concat!(
+            "WGSL twin: the fields of `struct RowState` before `symbols`, with `real` = ",
+            $wgsl, ". The account of one (set, window) between two dispatches (sim.rs ",
+            "`State`'s wallet, the drawdown peak and previous equity of `MetricsAcc`); its ",
+            "`N_SYMBOLS` `SymbolState`s follow."
+        )]
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
+        pub struct $row {
+            pub wallet: $real,
+            pub peak: $real,
+            pub prev_equity: $real,
+            pub pad_real: $real,
+            /// The bar the next dispatch continues the row at.
+            pub next_bar: u32,
+            pub pad0: u32,
+            pub pad1: u32,
+            pub pad2: u32,
+        }
+
+        #[doc = concat!(
+            "WGSL twin: `struct SymbolState` with `real` = ", $wgsl, ". One symbol's position ",
+            "(sim.rs `Position`), its order pending for the next open and its funding cursor, ",
+            "between two dispatches."
+        )]
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
+        pub struct $sym {
+            pub side: $real,
+            pub qty: $real,
+            pub entry_price: $real,
+            pub margin: $real,
+            pub notional: $real,
+            pub mmr: $real,
+            pub cum: $real,
+            pub entry_fee: $real,
+            pub funding: $real,
+            pub stop_price: $real,
+            pub tp_price: $real,
+            pub pad_real: $real,
+            pub entry_bar: u32,
+            /// Bit 0 open, bit 1 has a stop, bit 2 has a take-profit.
+            pub flags: u32,
+            pub pending: u32,
+            pub funding_cursor: u32,
+        }
+
         impl Real for $real {
             const WGSL: &'static str = $wgsl;
             type SetParams = $set;
             type Accum = $accum;
+            type RowState = $row;
+            type SymbolState = $sym;
 
             fn from_f64(value: f64) -> Self {
                 value as $real
@@ -186,8 +267,22 @@ macro_rules! real_layout {
     };
 }
 
-real_layout!(f32, "f32", SetParamsF32, AccumF32);
-real_layout!(f64, "f64", SetParamsF64, AccumF64);
+real_layout!(
+    f32,
+    "f32",
+    SetParamsF32,
+    AccumF32,
+    RowStateF32,
+    SymbolStateF32
+);
+real_layout!(
+    f64,
+    "f64",
+    SetParamsF64,
+    AccumF64,
+    RowStateF64,
+    SymbolStateF64
+);
 
 /// Field names and byte offsets of a host struct, for the naga layout test.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -207,8 +302,9 @@ macro_rules! host_layout {
     };
 }
 
-/// The host layouts of the structs shared with a shader at precision `T`.
-pub fn host_layouts(f64_variant: bool) -> Vec<HostLayout> {
+/// The host layouts of the structs shared with a shader at precision `T` for `n_symbols`
+/// symbols (`RowState` ends with its `N_SYMBOLS` `SymbolState`s).
+pub fn host_layouts(f64_variant: bool, n_symbols: usize) -> Vec<HostLayout> {
     let dims = host_layout!(
         Dims,
         "Dims",
@@ -234,13 +330,13 @@ pub fn host_layouts(f64_variant: bool) -> Vec<HostLayout> {
             off_set_leverage,
             off_set_rule_params,
             off_set_cols,
-            pad0,
-            pad1,
-            pad2
+            off_window_funding,
+            bars_per_chunk,
+            off_canary
         ]
     );
     macro_rules! pair {
-        ($set:ty, $accum:ty) => {
+        ($set:ty, $accum:ty, $row:ty, $sym:ty) => {
             vec![
                 dims,
                 host_layout!(
@@ -284,12 +380,53 @@ pub fn host_layouts(f64_variant: bool) -> Vec<HostLayout> {
                         status
                     ]
                 ),
+                {
+                    let mut row = host_layout!(
+                        $row,
+                        "RowState",
+                        [
+                            wallet,
+                            peak,
+                            prev_equity,
+                            pad_real,
+                            next_bar,
+                            pad0,
+                            pad1,
+                            pad2
+                        ]
+                    );
+                    row.fields.push(("symbols", row.size));
+                    row.size += n_symbols * std::mem::size_of::<$sym>();
+                    row
+                },
+                host_layout!(
+                    $sym,
+                    "SymbolState",
+                    [
+                        side,
+                        qty,
+                        entry_price,
+                        margin,
+                        notional,
+                        mmr,
+                        cum,
+                        entry_fee,
+                        funding,
+                        stop_price,
+                        tp_price,
+                        pad_real,
+                        entry_bar,
+                        flags,
+                        pending,
+                        funding_cursor
+                    ]
+                ),
             ]
         };
     }
     if f64_variant {
-        pair!(SetParamsF64, AccumF64)
+        pair!(SetParamsF64, AccumF64, RowStateF64, SymbolStateF64)
     } else {
-        pair!(SetParamsF32, AccumF32)
+        pair!(SetParamsF32, AccumF32, RowStateF32, SymbolStateF32)
     }
 }

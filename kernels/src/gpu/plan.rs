@@ -1,14 +1,30 @@
 //! Host-side data of a GPU batch, as plain data that tests inspect without a GPU: the static
-//! tables (market, brackets, funding, windows), each dispatch's tables (indicator columns
-//! computed on the CPU per distinct parameter tuple, per-set settings), the split of the sets
-//! into dispatches under the device limits, and the metrics finished from the read-back sums.
+//! tables (market, brackets, funding, windows), each dispatch group's tables (indicator
+//! columns computed on the CPU per distinct parameter tuple, per-set settings), the split of
+//! the sets into dispatch groups under the device limits ([`plan_dispatches`], then
+//! [`fit_sets`] for the indicator columns), the length of the bar chunks under a loop budget
+//! ([`bars_per_chunk`], [`dispatches_per_group`]), and the metrics finished from the
+//! read-back sums.
+//!
+//! # Dispatch groups and bar chunks
+//! A dispatch group is a range of sets whose tables are uploaded together; it runs as a
+//! series of identical compute dispatches, each advancing every (set, window) row by one
+//! chunk of bars, the simulation state persisting in GPU buffers between them
+//! (`shaders/shared/state.wgsl`). A group's sets are bounded by the
+//! workgroup count, by every per-set buffer (results, state, settings) fitting one storage
+//! binding, by a target size, and by its distinct indicator columns fitting one binding
+//! ([`fit_sets`]); only a single set whose tables cannot fit is refused
+//! ([`GpuError::TooLarge`], naming the buffer, its size and the limit).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
+use rayon::prelude::*;
+
 use super::GpuError;
-use super::layout::{AccumHost, Dims, Real, SetParamsHost};
+use super::layout::{AccumHost, CANARY_TRIPS, Dims, Real, SetParamsHost};
 use crate::batch::BatchInput;
+use crate::engine::FundingAt;
 use crate::engine::{Fill, MarginMode, Metrics, MetricsAcc};
 use crate::reference::{self, MarketSymbol};
 use crate::series::BarColumns;
@@ -22,37 +38,174 @@ pub const WORKGROUP_SIZE: u32 = 64;
 pub struct PlanLimits {
     /// Workgroups in one dispatch dimension.
     pub max_workgroups: u32,
-    /// Largest storage buffer binding, bytes.
+    /// Largest storage buffer binding, bytes (the smaller of the device's largest binding and
+    /// largest buffer).
     pub max_binding_bytes: u64,
-    /// Sets per dispatch when nothing else limits them (smaller dispatches let the host
+    /// Sets per dispatch group when nothing else limits them (smaller groups let the host
     /// prepare the next one while the GPU runs).
     pub target_sets: usize,
 }
 
-/// The sets of one dispatch.
+/// The sets of each dispatch group.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DispatchPlan {
     pub batches: Vec<Range<usize>>,
+    /// The most sets one group may hold (every batch but the last has this many).
+    pub max_sets: usize,
 }
 
-/// Splits `n_sets` into dispatches: one invocation per set and window, so at most
-/// `max_workgroups x WORKGROUP_SIZE / n_windows` sets, at most `target_sets`, and an output
-/// table (`accum_bytes` per set and window) within one binding.
+/// Bytes that every set adds to a dispatch group's buffers, whatever its indicators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SetBytes {
+    /// Result rows (`out`): windows x `Accum`.
+    pub out: usize,
+    /// `state`: windows x `RowState` (with its symbols' `SymbolState`s).
+    pub state: usize,
+    /// `sets`: one `SetParams`.
+    pub set_params: usize,
+    /// `batch_real` besides indicator columns: leverage per symbol and rule params.
+    pub batch_real: usize,
+    /// `batch_u32` besides indicator masks: the set's column per output slot.
+    pub batch_u32: usize,
+}
+
+impl SetBytes {
+    /// The per-set bytes of a dispatch at precision `R`.
+    pub fn of<R: Real>(n_windows: usize, dims: &Dims) -> SetBytes {
+        let ns = dims.n_symbols as usize;
+        SetBytes {
+            out: n_windows * size_of::<R::Accum>(),
+            state: n_windows * R::state_bytes(ns),
+            set_params: size_of::<R::SetParams>(),
+            batch_real: (ns + dims.n_rule_params as usize) * size_of::<R>(),
+            batch_u32: dims.n_slots as usize * 4,
+        }
+    }
+
+    /// Each per-set buffer by name (the WGSL binding) and its bytes per set.
+    pub fn buffers(&self) -> [(&'static str, usize); 5] {
+        [
+            ("out (result rows)", self.out),
+            ("state", self.state),
+            ("sets", self.set_params),
+            ("batch_real (leverage and rule params)", self.batch_real),
+            ("batch_u32 (indicator slots)", self.batch_u32),
+        ]
+    }
+}
+
+/// Splits `n_sets` into dispatch groups: one invocation per set and window, so at most
+/// `max_workgroups x WORKGROUP_SIZE / n_windows` sets, at most `target_sets`, and every
+/// per-set buffer within one binding. [`GpuError::TooLarge`] when a single set does not fit.
+/// The indicator columns of a group are checked when it is packed ([`fit_sets`]), which may
+/// end a group earlier.
 pub fn plan_dispatches(
     n_sets: usize,
     n_windows: usize,
-    accum_bytes: usize,
+    per_set: &SetBytes,
     limits: &PlanLimits,
-) -> DispatchPlan {
+) -> Result<DispatchPlan, GpuError> {
     let by_workgroups =
         (limits.max_workgroups as usize * WORKGROUP_SIZE as usize / n_windows.max(1)).max(1);
-    let by_output = (limits.max_binding_bytes as usize / (accum_bytes * n_windows.max(1))).max(1);
-    let per = by_workgroups.min(by_output).min(limits.target_sets.max(1));
+    let mut per = by_workgroups.min(limits.target_sets.max(1));
+    for (buffer, bytes) in per_set.buffers() {
+        let bytes = bytes.max(1);
+        if bytes as u64 > limits.max_binding_bytes {
+            return Err(GpuError::TooLarge(format!(
+                "one param set needs {bytes} bytes in {buffer}, the device binds at most {} bytes",
+                limits.max_binding_bytes
+            )));
+        }
+        per = per.min((limits.max_binding_bytes / bytes as u64) as usize);
+    }
     let batches = (0..n_sets)
         .step_by(per)
         .map(|start| start..(start + per).min(n_sets))
         .collect();
-    DispatchPlan { batches }
+    Ok(DispatchPlan {
+        batches,
+        max_sets: per,
+    })
+}
+
+/// Loop budget per invocation and bar chunk on a software adapter: lavapipe (Mesa's
+/// llvmpipe) counts the iterations of all loops of one invocation together and ends every
+/// loop early past 65,535 (`LP_MAX_TGSI_LOOP_ITERATIONS`); 60,000 leaves a margin.
+pub const SOFTWARE_LOOP_BUDGET: u64 = 60_000;
+
+/// Loop budget per invocation and bar chunk on a hardware GPU, which has no iteration counter
+/// but a watchdog (Windows TDR resets a device whose dispatch runs past 2 s): 2^20 loop
+/// iterations, about 2,000 bars of 4 symbols per chunk, keeps one dispatch of 65,536 sets x
+/// 5 windows well below a second on a mid-range GPU while the state round trip (one load and
+/// one store per chunk) stays a small part of the work.
+pub const HARDWARE_LOOP_BUDGET: u64 = 1 << 20;
+
+/// Trips a loop of `n` iterations costs in lavapipe's count: its back-edge is taken once per
+/// trip, the trip whose condition fails included.
+const fn trips(n: u64) -> u64 {
+    n + 1
+}
+
+/// An upper bound on the loop trips one bar costs one invocation of shaders/backtest.wgsl,
+/// for `n_symbols` symbols, at most `max_tiers` bracket tiers per symbol and at most
+/// `max_events_per_bar` funding events per symbol and bar. Every loop of the bar body is
+/// counted at its largest trip count, as if every branch were taken (both fill paths, both
+/// margin modes): a change to the shader's loops changes this function.
+pub fn loop_iterations_per_bar(
+    n_symbols: usize,
+    max_tiers: usize,
+    max_events_per_bar: usize,
+) -> u64 {
+    let s = n_symbols.max(1) as u64;
+    let tiers = max_tiers.max(1) as u64;
+    let events = max_events_per_bar as u64;
+    // sim.wgsl `open`: open_count, the upnl loop, max_leverage and for_notional over tiers.
+    let open = 2 * trips(s) + 2 * trips(tiers);
+    // sim.wgsl `execute`: the closes loop, the opens loop, an open per symbol.
+    let execute = 2 * trips(s) + s * open;
+    // sim.wgsl `intrabar`: open_count, liquidation prices (cross: a loop over the others with
+    // maintenance_margin's for_notional each), stops, cross_liquidation (two loops, one with
+    // for_notional each) and its reset, the isolated loop, take-profits.
+    let cross_liq_price = trips(s) + s * trips(tiers);
+    let cross_liquidation = 2 * trips(s) + s * trips(tiers);
+    let intrabar =
+        trips(s) + trips(s) + s * cross_liq_price + trips(s) + cross_liquidation + 3 * trips(s);
+    // backtest.wgsl's bar body: the bar loop itself; pending check and reset and the fills at
+    // the open; funding (a loop over symbols with two loops over events each); intrabar;
+    // signals; the fills at the close; pending; last bars; equity.
+    let funding = trips(s) + s * 2 * trips(events);
+    1 + 2 * trips(s) + execute + funding + intrabar + trips(s) + execute + 3 * trips(s)
+}
+
+/// Loop trips of an invocation outside its bars: starting or loading the account, storing it,
+/// the canary loop, the bar loop's exit.
+pub fn loop_iterations_per_chunk(n_symbols: usize) -> u64 {
+    let s = n_symbols.max(1) as u64;
+    2 * trips(s) + trips(u64::from(CANARY_TRIPS)) + 1
+}
+
+/// Bars per chunk so that one invocation stays within `budget` loop trips.
+pub fn bars_per_chunk(
+    budget: u64,
+    n_symbols: usize,
+    max_tiers: usize,
+    max_events_per_bar: usize,
+) -> usize {
+    let per_bar = loop_iterations_per_bar(n_symbols, max_tiers, max_events_per_bar);
+    let fixed = loop_iterations_per_chunk(n_symbols);
+    (budget.saturating_sub(fixed) / per_bar).max(1) as usize
+}
+
+/// Dispatches a group needs: each advances every (set, window) row by `bars_per_chunk` bars
+/// from where it stopped, so the longest window decides (one dispatch at least, which also
+/// writes the rows of empty windows).
+pub fn dispatches_per_group(window_lengths: &[usize], bars_per_chunk: usize) -> usize {
+    window_lengths
+        .iter()
+        .map(|len| len.div_ceil(bars_per_chunk.max(1)))
+        .max()
+        .unwrap_or(0)
+        .max(1)
 }
 
 /// Everything that does not change between dispatches.
@@ -65,6 +218,10 @@ pub struct Statics<R> {
     pub funding: Funding,
     pub fill: Fill,
     pub margin_mode: MarginMode,
+    /// The most bracket tiers of one symbol (for [`loop_iterations_per_bar`]).
+    pub max_tiers: usize,
+    /// The most funding events of one symbol on one bar (for [`loop_iterations_per_bar`]).
+    pub max_events_per_bar: usize,
 }
 
 /// One dispatch's tables.
@@ -164,6 +321,7 @@ pub fn pack_statics<R: Real>(
     let off_tiers = real.len();
     let off_tier_index = u32s.len();
     let mut tier = 0usize;
+    let max_tiers = tables.iter().map(|t| t.brackets.len()).max().unwrap_or(0);
     for table in &tables {
         u32s.push(to_u32(tier, "bracket tiers")?);
         for b in &table.brackets {
@@ -182,6 +340,7 @@ pub fn pack_statics<R: Real>(
     u32s.push(to_u32(tier, "bracket tiers")?);
     let funding = first.execution.funding;
     let events = reference::funding_events(first, market);
+    let max_events_per_bar = check_funding_order(market, &events)?;
     let off_funding_rate = real.len();
     let off_funding_index = u32s.len();
     let mut count = 0usize;
@@ -213,6 +372,19 @@ pub fn pack_statics<R: Real>(
             u32s.push(last);
         }
     }
+    // The shader's funding cursor of a window starts here, so no invocation walks the events
+    // before its window (a loop of thousands of trips at its first bar).
+    let off_window_funding = u32s.len();
+    for r in &ranges {
+        let mut base = 0usize;
+        for per_symbol in &events {
+            let first_at = per_symbol.partition_point(|e| (e.bar as usize) < r.start);
+            u32s.push(to_u32(base + first_at, "funding events")?);
+            base += per_symbol.len();
+        }
+    }
+    let off_canary = u32s.len();
+    u32s.push(CANARY_TRIPS);
     let off_span = u32s.len();
     for span in &spans {
         let (first_bar, last_bar) =
@@ -238,6 +410,10 @@ pub fn pack_statics<R: Real>(
         off_windows: to_u32(off_windows, "u32 table")?,
         off_last_valid: to_u32(off_last_valid, "u32 table")?,
         off_span: to_u32(off_span, "u32 table")?,
+        off_window_funding: to_u32(off_window_funding, "u32 table")?,
+        off_canary: to_u32(off_canary, "u32 table")?,
+        // Set by the run once the chunk length is known.
+        bars_per_chunk: 0,
         ..Dims::default()
     };
     let params = reference::sim_params(first, input.initial_capital);
@@ -248,7 +424,38 @@ pub fn pack_statics<R: Real>(
         funding,
         fill: params.fill,
         margin_mode: params.margin_mode,
+        max_tiers,
+        max_events_per_bar,
     })
+}
+
+/// Funding events must be in bar order per symbol (the shader walks them with a cursor);
+/// returns the most events one symbol has on one bar.
+fn check_funding_order(
+    market: &reference::Market<'_>,
+    events: &[Vec<FundingAt>],
+) -> Result<usize, GpuError> {
+    let mut most = 0usize;
+    for (per_symbol, sym) in events.iter().zip(&market.symbols) {
+        let mut run = 0usize;
+        for (i, e) in per_symbol.iter().enumerate() {
+            if i > 0 && e.bar < per_symbol[i - 1].bar {
+                return Err(GpuError::Input(format!(
+                    "{}: funding event {i} (bar {}) comes after bar {}; the GPU kernel needs funding events in bar order",
+                    sym.name,
+                    e.bar,
+                    per_symbol[i - 1].bar
+                )));
+            }
+            run = if i > 0 && e.bar == per_symbol[i - 1].bar {
+                run + 1
+            } else {
+                1
+            };
+            most = most.max(run);
+        }
+    }
+    Ok(most)
 }
 
 /// The key of one indicator column group: indicator index and its argument bits.
@@ -325,6 +532,64 @@ pub fn set_params_host(resolved: &ResolvedSpec, initial_capital: f64) -> SetPara
     }
 }
 
+fn column_key(index: usize, ind: &ResolvedIndicator) -> ColumnKey {
+    (index, ind.args.iter().map(|(_, v)| v.to_bits()).collect())
+}
+
+/// How many of `resolved` (from the first) one dispatch group holds: their distinct
+/// indicator columns and masks plus their per-set tables must fit one binding of
+/// `max_binding_bytes` in `batch_real` and in `batch_u32` (counted as [`pack_batch`] lays them
+/// out, before any column is computed). [`GpuError::TooLarge`] when not even the first set's
+/// tables fit, naming the buffer, its size and the limit.
+pub fn fit_sets<R: Real>(
+    input: &BatchInput<'_>,
+    statics: &Statics<R>,
+    resolved: &[ResolvedSpec],
+    max_binding_bytes: u64,
+) -> Result<usize, GpuError> {
+    let n = input.market.open_time.len() as u64;
+    let ns = input.market.symbols.len() as u64;
+    let words = mask_words(n as usize) as u64;
+    let per_set_real = ns + u64::from(statics.dims.n_rule_params);
+    let per_set_u32 = u64::from(statics.dims.n_slots);
+    let real_size = size_of::<R>() as u64;
+    let mut keys: HashSet<ColumnKey> = HashSet::new();
+    let mut columns = 0u64;
+    for (k, r) in resolved.iter().enumerate() {
+        let mut added = 0u64;
+        for (i, ind) in r.indicators.iter().enumerate() {
+            let key = column_key(i, ind);
+            if !keys.contains(&key) {
+                keys.insert(key);
+                added += ind.output_names.len() as u64;
+            }
+        }
+        let sets = k as u64 + 1;
+        let cols = columns + added;
+        let real_bytes = (cols * ns * n + sets * per_set_real).max(1) * real_size;
+        let u32_bytes = (cols * ns * words + sets * per_set_u32).max(1) * 4;
+        let over = [
+            (
+                "batch_real (indicator columns, leverage, rule params)",
+                real_bytes,
+            ),
+            ("batch_u32 (indicator masks, slots)", u32_bytes),
+        ]
+        .into_iter()
+        .find(|(_, bytes)| *bytes > max_binding_bytes);
+        if let Some((buffer, bytes)) = over {
+            if k == 0 {
+                return Err(GpuError::TooLarge(format!(
+                    "one param set needs {bytes} bytes in {buffer} ({cols} indicator columns of {n} bars x {ns} symbols), the device binds at most {max_binding_bytes} bytes"
+                )));
+            }
+            return Ok(k);
+        }
+        columns = cols;
+    }
+    Ok(resolved.len())
+}
+
 /// Packs one dispatch: indicator columns of every distinct parameter tuple the sets use,
 /// each set's column per output slot, its leverage per symbol, its rule params and settings.
 /// `resolved` are the dispatch's sets, resolved.
@@ -357,7 +622,7 @@ pub fn pack_batch<R: Real>(
         }
         let mut row = vec![0u32; n_slots];
         for (i, ind) in r.indicators.iter().enumerate() {
-            let key = (i, ind.args.iter().map(|(_, v)| v.to_bits()).collect());
+            let key = column_key(i, ind);
             let group = *keys.entry(key).or_insert_with(|| {
                 groups.push(ind);
                 group_base.push(columns);
@@ -447,6 +712,7 @@ pub fn resolve_sets(
     range: Range<usize>,
 ) -> Result<Vec<ResolvedSpec>, GpuError> {
     range
+        .into_par_iter()
         .map(|index| {
             input
                 .spec

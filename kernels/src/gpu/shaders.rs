@@ -6,8 +6,10 @@
 //!   `shaders/`; each file is included once, later includes of it are dropped).
 //! * The line `//#generated rules` is replaced by the rule functions compiled from the spec
 //!   ([`super::codegen`]).
-//! * A generated header goes first: `alias real = f32;` (or `f64`) and
-//!   `const N_SYMBOLS: u32 = ...;`.
+//! * A generated header goes first: `alias real = f32;` (or `f64`), `const N_SYMBOLS: u32 =
+//!   ...;` and the run's settings that steer branches in every bar as `const` bools
+//!   (`FILL_CLOSE`, `CROSS_MARGIN`, `FUNDING_CONSTANT`; see [`Variant`]), so the compiler drops
+//!   the branches a run never takes.
 //!
 //! Every file of `shaders/` is listed in `shaders/SHADERS.txt`; a test checks the folder, that
 //! list and [`SHADER_FILES`] agree, and validates every entry-point file with naga.
@@ -35,6 +37,10 @@ pub const SHADER_FILES: &[(&str, &str)] = &[
     (
         "shared/sim.wgsl",
         include_str!("../../../shaders/shared/sim.wgsl"),
+    ),
+    (
+        "shared/state.wgsl",
+        include_str!("../../../shaders/shared/state.wgsl"),
     ),
 ];
 
@@ -104,17 +110,52 @@ fn expand(
     Ok(())
 }
 
-/// Assembles entry-point file `path` at precision `real` ("f32" or "f64") for `n_symbols`
-/// symbols, with `rules` (WGSL from [`super::codegen::rules_wgsl`]).
-pub fn assemble(
-    path: &str,
-    real: &'static str,
-    n_symbols: usize,
-    rules: &str,
-) -> Result<String, ShaderError> {
-    let mut out = format!(
-        "// generated header\nalias real = {real};\nconst N_SYMBOLS: u32 = {n_symbols}u;\n"
-    );
+/// The compile-time constants of a shader variant (its generated header).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Variant {
+    /// `real`: "f32" or "f64".
+    pub real: &'static str,
+    /// `N_SYMBOLS`.
+    pub n_symbols: usize,
+    /// `FILL_CLOSE`: orders fill at the signal bar's close, else at the next open.
+    pub fill_close: bool,
+    /// `CROSS_MARGIN`: cross margin, else isolated.
+    pub cross_margin: bool,
+    /// `FUNDING_CONSTANT`: a constant rate per 8 h from each set's settings, else the data's
+    /// funding rates.
+    pub funding_constant: bool,
+}
+
+impl Variant {
+    /// The variant at precision `real` for `n_symbols` symbols with every switch off.
+    pub fn new(real: &'static str, n_symbols: usize) -> Variant {
+        Variant {
+            real,
+            n_symbols,
+            fill_close: false,
+            cross_margin: false,
+            funding_constant: false,
+        }
+    }
+
+    fn header(&self) -> String {
+        format!(
+            "// generated header\nalias real = {};\nconst N_SYMBOLS: u32 = {}u;\n\
+             const FILL_CLOSE: bool = {};\nconst CROSS_MARGIN: bool = {};\n\
+             const FUNDING_CONSTANT: bool = {};\n",
+            self.real,
+            self.n_symbols.max(1),
+            self.fill_close,
+            self.cross_margin,
+            self.funding_constant
+        )
+    }
+}
+
+/// Assembles entry-point file `path` as `variant`, with `rules` (WGSL from
+/// [`super::codegen::rules_wgsl`]).
+pub fn assemble(path: &str, variant: &Variant, rules: &str) -> Result<String, ShaderError> {
+    let mut out = variant.header();
     let mut seen = BTreeSet::from([path.to_string()]);
     let mut rules_done = false;
     expand(path, rules, &mut seen, &mut out, &mut rules_done)?;
