@@ -566,7 +566,7 @@ fn run_task<L: Lanes>(
         let ctx = WindowCtx::new(shared, &funding, window.start, window.end);
         let log_this = trace && w == 0;
         // Each block's lanes: their params and signal codes (spare lanes repeat lane 0).
-        let blocks: Vec<([LaneParams; 8], [&[Vec<u8>]; 8])> = task
+        let blocks: Vec<BlockLanes<'_>> = task
             .chunks(L::W)
             .enumerate()
             .map(|(b, chunk)| {
@@ -626,6 +626,9 @@ fn run_task<L: Lanes>(
     }
     Ok((rows, logs))
 }
+
+/// One block's lanes: their params and their signal codes per symbol.
+type BlockLanes<'c> = ([LaneParams; 8], [&'c [Vec<u8>]; 8]);
 
 /// One window's view of the market.
 struct WindowCtx<'s> {
