@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the sample data shipped in data/sample (four symbols, 1h, 2025, with
-# mark prices and funding): validate and inspect the data, then the strategy specs in examples/.
+# mark prices and funding): validate and inspect the data, then the strategy specs in examples/
+# (backtests, a sweep, the sweep as a study and its HTML report, parity).
 # Installs what it needs first (scripts/setup.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +31,15 @@ echo "== etrading sweep examples/rsi_ema.toml (all 1,500 grid points, SIMD kerne
 rm -f target/demo-sweep.csv
 $ET sweep examples/rsi_ema.toml --top 5 --out target/demo-sweep.csv --quiet
 echo "(every set's metrics written to target/demo-sweep.csv)"
+
+echo
+echo "== etrading sweep examples/rsi_ema.toml --study demo (the same grid as an Optuna study), then etrading report"
+rm -f target/demo-study.db target/demo-study.db-wal target/demo-study.db-shm
+rm -rf target/demo-report
+$ET sweep examples/rsi_ema.toml --study demo --storage sqlite:///target/demo-study.db --top 3 --quiet
+$ET report --study demo --storage sqlite:///target/demo-study.db --top 3 --out target/demo-report
+echo "(report written: open target/demo-report/index.html in a browser, from file://; the three best"
+echo " trials' pages are beside it)"
 
 echo
 echo "== etrading parity examples/rsi_ema.toml (sampled sets: SIMD kernel against the reference)"

@@ -3,6 +3,7 @@
 
 mod backtest_cmd;
 mod bench;
+mod bench_samplers;
 mod data_cmd;
 mod fetch_cmd;
 mod optimize_cmd;

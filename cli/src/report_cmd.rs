@@ -3,8 +3,11 @@
 //! (`DIR/{strategy_id}-trial-N.html`, `etrading.run/1`: the trial's params re-run with the
 //! reference engine); `--spec SPEC --set k=v ...` writes one page for one run
 //! (`DIR/{strategy_id}.html`). Each page embeds the viewer (wasm as base64 and its JS glue,
-//! compiled into this binary by viewer/build.rs) and its data as compact JSON: no server, no
-//! network, it opens from `file://`.
+//! compiled into this binary by viewer/build.rs) and its data as compact JSON whose columns and
+//! per-bar curves are packed (little-endian binary in base64, dictionary codes where few values
+//! repeat; the schemas' `packed` form): no server, no network, it opens from `file://`. When
+//! the viewer has drawn, the page's `<body>` gets `data-ready` (milliseconds since navigation,
+//! what tests/browser/bench-viewer.mjs measures).
 
 mod optuna;
 
@@ -16,7 +19,9 @@ use anyhow::{Context, bail};
 use clap::Args;
 
 use etrading_data::Panel;
+use etrading_kernels::batch::WindowPlan;
 use etrading_kernels::reference::{self, ENGINE_VERSION};
+use etrading_kernels::search::{metric_attributes, score_trial};
 use etrading_kernels::spec::{ParamSet, ParamValue, Spec};
 use etrading_reports::backtest::Provenance;
 use etrading_reports::run::{
@@ -105,7 +110,7 @@ pub fn run(args: &ReportArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                 &args.out.join(&file),
                 &report.provenance.strategy_id,
                 "show_run",
-                serde_json::to_string(&report),
+                report.to_packed_json(),
                 viewer,
             )?;
             writeln!(out, "{}", args.out.join(file).display())?;
@@ -195,7 +200,7 @@ fn study_report(
                 &args.out.join(&file),
                 &title,
                 "show_run",
-                serde_json::to_string(&report),
+                report.to_packed_json(),
                 viewer,
             )?;
             export.pages.insert(number.to_string(), file.clone());
@@ -207,7 +212,7 @@ fn study_report(
         &index,
         &format!("study {name}"),
         "show_study",
-        serde_json::to_string(&export),
+        serde_json::to_string(&export.packed()),
         viewer,
     )?;
     writeln!(out, "{}", index.display())?;
@@ -259,11 +264,15 @@ impl Runner {
         })
     }
 
+    /// Runs `params`. The window table: when the spec has `[walk_forward]`, every window
+    /// re-run with the reference engine and named as a study stores them
+    /// (`metric_attributes`: `is_0_total_return`, ..., `oos_0_objective`); otherwise
+    /// `stored_windows` (a trial's stored attributes, empty for a single run).
     fn run(
         &self,
         params: &ParamSet,
         trial: Option<TrialRef>,
-        windows: Vec<etrading_reports::run::WindowRow>,
+        stored_windows: Vec<etrading_reports::run::WindowRow>,
     ) -> anyhow::Result<RunReport> {
         let spec = &self.spec;
         let resolved = spec
@@ -279,6 +288,32 @@ impl Runner {
         )
         .context("running the backtest")?;
         let p = &self.panel;
+        let windows = match &spec.walk_forward {
+            Some(wf) => {
+                let plan = WindowPlan::walk_forward(wf, &p.open_time, p.interval.ms())
+                    .with_context(|| format!("{}: [walk_forward]", spec.file))?;
+                let (_, results) = reference::run_windows(
+                    spec,
+                    &resolved,
+                    &market(p, &funding),
+                    &self.tables,
+                    self.capital,
+                    &plan.ranges(),
+                )
+                .context("running the walk-forward windows")?;
+                let metrics: Vec<_> = results.iter().map(|r| r.metrics).collect();
+                let leverage = spec
+                    .params
+                    .index_of("leverage")
+                    .and_then(|i| params.values.get(i))
+                    .and_then(ParamValue::as_f64)
+                    .unwrap_or(1.0);
+                let score = score_trial(&spec.objective, &plan, &metrics, leverage);
+                let attrs = metric_attributes(&plan, &metrics, &score);
+                windows_from_attrs(attrs.iter().map(|(k, v)| (k.as_str(), *v)))
+            }
+            None => stored_windows,
+        };
         let provenance = Provenance {
             strategy_id: spec.strategy.id.clone(),
             spec_file: self.spec_file.clone(),
@@ -371,10 +406,10 @@ fn write_page(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title><style>{STYLE}</style></head>\n<body>\n<script type=\"application/json\" id=\"etrading-data\">{json}</script>\n<script>\n{}\n</script>\n<script>\n(function () {{\n  var b64 = \"",
         viewer.js.replace("</script", "<\\/script")
     )?;
-    base64_into(viewer.wasm, &mut html);
+    html.push_str(&etrading_reports::run::base64(viewer.wasm));
     write!(
         html,
-        "\";\n  var bin = atob(b64), bytes = new Uint8Array(bin.length);\n  for (var i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);\n  wasm_bindgen.initSync({{ module: bytes }});\n  wasm_bindgen.{entry}(document.getElementById(\"etrading-data\").textContent);\n}})();\n</script>\n</body></html>\n"
+        "\";\n  var bin = atob(b64), bytes = new Uint8Array(bin.length);\n  for (var i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);\n  wasm_bindgen.initSync({{ module: bytes }});\n  wasm_bindgen.{entry}(document.getElementById(\"etrading-data\").textContent);\n  document.body.setAttribute(\"data-ready\", String(performance.now()));\n}})();\n</script>\n</body></html>\n"
     )?;
     let tmp = path.with_extension("html.part");
     std::fs::write(&tmp, html).with_context(|| format!("writing {}", tmp.display()))?;
@@ -382,44 +417,76 @@ fn write_page(
     Ok(())
 }
 
-/// Standard base64 (RFC 4648, with padding) of `bytes`, appended to `out`.
-fn base64_into(bytes: &[u8], out: &mut String) {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for k in 0..4 {
-            if k <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * k) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    fn check_base64(input: &[u8], expect: &str) {
-        let mut s = String::new();
-        super::base64_into(input, &mut s);
-        assert_eq!(s, expect);
-    }
-
+    /// A single run of a spec with `[walk_forward]` gets its window table from re-running
+    /// every window (two rolling windows of 60 + 30 days over the 2025 sample data), named as
+    /// a study stores them, with the IS/OOS metrics of that window's own account.
     #[test]
-    fn base64() {
-        // RFC 4648 section 10 test vectors.
-        check_base64(b"", "");
-        check_base64(b"f", "Zg==");
-        check_base64(b"fo", "Zm8=");
-        check_base64(b"foo", "Zm9v");
-        check_base64(b"foob", "Zm9vYg==");
-        check_base64(b"fooba", "Zm9vYmE=");
-        check_base64(b"foobar", "Zm9vYmFy");
+    fn walk_forward_windows_are_re_run() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            report: super::ReportArgs,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let spec_path = dir.path().join("wf.toml");
+        let text = std::fs::read_to_string("../examples/rsi_ema.toml").unwrap()
+            + "\n[walk_forward]\nmode = \"rolling\"\nwindows = 2\nin_sample = \"60d\"\nout_of_sample = \"30d\"\n";
+        std::fs::write(&spec_path, text).unwrap();
+        let args = Cli::parse_from(["report", "--data", "../data/sample"]).report;
+        let spec = super::read_spec(&spec_path).unwrap();
+        let sets = [
+            "rsi_window=14",
+            "rsi_lower=35",
+            "rsi_upper=65",
+            "ema_long=100",
+            "leverage=2",
+        ]
+        .map(String::from);
+        let params = super::param_set(&spec, &sets).unwrap();
+        let runner = super::Runner::new(&args, &spec_path, spec, 10_000.0).unwrap();
+        let report = runner.run(&params, None, Vec::new()).unwrap();
+        let w = &report.windows;
+        assert_eq!(w.iter().map(|r| r.window).collect::<Vec<_>>(), [0, 1]);
+        let keys: Vec<&str> = w[0].is.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "liquidations",
+                "max_drawdown",
+                "n_trades",
+                "objective",
+                "total_return"
+            ]
+        );
+        assert_eq!(
+            w[1].oos.keys().collect::<Vec<_>>(),
+            w[0].is.keys().collect::<Vec<_>>()
+        );
+        // Each window is its own account: fewer trades than the full year (32), some in all.
+        let full = report.metrics.n_trades;
+        assert_eq!(full, 32);
+        let in_windows: f64 = w
+            .iter()
+            .map(|r| r.is["n_trades"].0 + r.oos["n_trades"].0)
+            .sum();
+        assert!(in_windows > 0.0);
+        for row in w {
+            for side in [&row.is, &row.oos] {
+                let n = side["n_trades"].0;
+                assert!(
+                    n >= 0.0 && n < full as f64,
+                    "window {}: {n} of {full} trades",
+                    row.window
+                );
+            }
+        }
+        // Stored attributes are not used when the spec re-runs its windows.
+        let stored = etrading_reports::run::windows_from_attrs([("is_7_sharpe", 1.0)]);
+        let again = runner.run(&params, None, stored).unwrap();
+        assert_eq!(again.windows, report.windows);
     }
 
     #[test]

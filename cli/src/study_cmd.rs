@@ -12,6 +12,7 @@ use serde_json::json;
 use etrading_db::study::{
     self, JsonValue, Study, StudyFile, Trial, TrialState, param_json, python_float,
 };
+use etrading_reports::table::{Batch, Cell, ColumnType, Field, TableWriter};
 
 #[derive(Debug, Subcommand)]
 pub enum StudyCommand {
@@ -21,7 +22,8 @@ pub enum StudyCommand {
     Show(ShowArgs),
     /// The best trial of a study: value, params and attributes.
     Best(NameArgs),
-    /// Every trial of a study as CSV or JSON (columns as Optuna's `trials_dataframe`).
+    /// Every trial of a study as CSV, JSON or Parquet (columns as Optuna's
+    /// `trials_dataframe`; Parquet needs --out).
     Export(ExportArgs),
 }
 
@@ -279,11 +281,6 @@ fn best(args: &NameArgs, out: &mut dyn Write) -> anyhow::Result<()> {
 }
 
 fn export(args: &ExportArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    if matches!(args.format, ExportFormat::Parquet) {
-        bail!(
-            "parquet export is not available in this build (no Parquet writer is linked); use --format csv or --format json"
-        );
-    }
     let file = open(&args.storage)?;
     let study = file.load(&args.name)?;
     let mut buf: Vec<u8> = Vec::new();
@@ -300,16 +297,25 @@ fn export(args: &ExportArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             buf.push(b'\n');
         }
         ExportFormat::Csv => write_csv(&study, &mut buf)?,
-        ExportFormat::Parquet => unreachable!("refused above"),
+        ExportFormat::Parquet => {
+            let Some(path) = &args.out else {
+                bail!("--format parquet writes a binary file: give --out FILE.parquet");
+            };
+            let (tmp, rows) = write_parquet(&study, path)?;
+            tmp.persist(path)
+                .with_context(|| format!("writing {}", path.display()))?;
+            writeln!(
+                out,
+                "wrote {rows} trials of study {:?} to {}",
+                study.name,
+                path.display()
+            )?;
+            return Ok(());
+        }
     }
     match &args.out {
         Some(path) => {
-            let dir = path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(std::path::Path::new("."));
-            let mut tmp = tempfile::NamedTempFile::new_in(dir)
-                .with_context(|| format!("creating a file in {}", dir.display()))?;
+            let mut tmp = temp_beside(path)?;
             tmp.write_all(&buf)?;
             tmp.persist(path)
                 .with_context(|| format!("writing {}", path.display()))?;
@@ -317,6 +323,132 @@ fn export(args: &ExportArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         None => out.write_all(&buf)?,
     }
     Ok(())
+}
+
+/// A temporary file in the folder of `path`, persisted over it once complete.
+fn temp_beside(path: &std::path::Path) -> anyhow::Result<tempfile::NamedTempFile> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating a file in {}", dir.display()))
+}
+
+/// The Parquet column type of cells that are all of one JSON kind: ints, numbers (ints and
+/// floats), booleans; anything else (strings, mixed kinds, arrays, objects) is text, as in the
+/// CSV export. Nulls fit every type.
+fn column_type<'a>(values: impl Iterator<Item = &'a JsonValue>) -> ColumnType {
+    let (mut ints, mut floats, mut bools, mut other) = (0, 0, 0, 0);
+    for v in values {
+        match v {
+            JsonValue::Null => {}
+            JsonValue::Int(_) => ints += 1,
+            JsonValue::Float(_) => floats += 1,
+            JsonValue::Bool(_) => bools += 1,
+            _ => other += 1,
+        }
+    }
+    match (ints, floats, bools, other) {
+        (_, 0, 0, 0) => ColumnType::Int64,
+        (_, _, 0, 0) => ColumnType::Float64,
+        (0, 0, _, 0) => ColumnType::Bool,
+        _ => ColumnType::Utf8,
+    }
+}
+
+/// The cell of a JSON value in a column of type `kind` (text as in the CSV export).
+fn json_cell(value: Option<&JsonValue>, kind: ColumnType) -> Cell {
+    match (value, kind) {
+        (None | Some(JsonValue::Null), _) => Cell::Null,
+        (Some(JsonValue::Int(i)), ColumnType::Int64 | ColumnType::Float64) => Cell::Int(*i),
+        (Some(JsonValue::Float(x)), ColumnType::Float64) => Cell::Float(*x),
+        (Some(JsonValue::Bool(b)), ColumnType::Bool) => Cell::Bool(*b),
+        (Some(JsonValue::Str(s)), _) => Cell::Str(s.clone()),
+        (Some(other), _) => Cell::Str(other.dumps()),
+    }
+}
+
+/// The study as Parquet, with the CSV export's columns (Optuna's `trials_dataframe` names)
+/// typed: `number` int64, `value` double, the datetimes and `state` text, each param and user
+/// attribute typed by the values it holds ([`column_type`]). Written to a temporary file
+/// beside `path`; returns it with the row count.
+fn write_parquet(
+    study: &Study,
+    path: &std::path::Path,
+) -> anyhow::Result<(tempfile::NamedTempFile, u64)> {
+    let params: BTreeSet<&str> = study
+        .trials
+        .iter()
+        .flat_map(|t| t.params.iter().map(|p| p.name.as_str()))
+        .collect();
+    let attrs: BTreeSet<&str> = study
+        .trials
+        .iter()
+        .flat_map(|t| t.user_attrs.iter().map(|(k, _)| k.as_str()))
+        .collect();
+    let param_json_of = |t: &Trial, p: &str| t.param(p).map(|tp| param_json(&tp.value));
+    let param_types: Vec<ColumnType> = params
+        .iter()
+        .map(|p| {
+            let values: Vec<JsonValue> = study
+                .trials
+                .iter()
+                .filter_map(|t| param_json_of(t, p))
+                .collect();
+            column_type(values.iter())
+        })
+        .collect();
+    let attr_types: Vec<ColumnType> = attrs
+        .iter()
+        .map(|a| column_type(study.trials.iter().filter_map(|t| t.user_attr(a))))
+        .collect();
+    let mut fields = vec![
+        Field::new("number", ColumnType::Int64),
+        Field::new("value", ColumnType::Float64),
+        Field::new("datetime_start", ColumnType::Utf8),
+        Field::new("datetime_complete", ColumnType::Utf8),
+    ];
+    fields.extend(
+        params
+            .iter()
+            .zip(&param_types)
+            .map(|(p, &kind)| Field::new(format!("params_{p}"), kind)),
+    );
+    fields.extend(
+        attrs
+            .iter()
+            .zip(&attr_types)
+            .map(|(a, &kind)| Field::new(format!("user_attrs_{a}"), kind)),
+    );
+    fields.push(Field::new("state", ColumnType::Utf8));
+    let mut batch = Batch::new(&fields);
+    let text = |s: &Option<String>| s.clone().map_or(Cell::Null, Cell::Str);
+    for trial in &study.trials {
+        let mut row = vec![
+            Cell::Int(trial.number),
+            trial.value().map_or(Cell::Null, Cell::Float),
+            text(&trial.datetime_start),
+            text(&trial.datetime_complete),
+        ];
+        for (p, &kind) in params.iter().zip(&param_types) {
+            row.push(json_cell(param_json_of(trial, p).as_ref(), kind));
+        }
+        for (a, &kind) in attrs.iter().zip(&attr_types) {
+            row.push(json_cell(trial.user_attr(a), kind));
+        }
+        row.push(Cell::Str(trial.state.as_str().to_string()));
+        batch.push_row(row)?;
+    }
+    let tmp = temp_beside(path)?;
+    let file = tmp
+        .as_file()
+        .try_clone()
+        .with_context(|| format!("opening {}", tmp.path().display()))?;
+    let mut writer = TableWriter::parquet(path.display().to_string(), file, fields)?;
+    writer.write_batch(&batch)?;
+    let rows = writer.finish()?;
+    Ok((tmp, rows))
 }
 
 /// Optuna's `trials_dataframe` columns: number, value, datetime_start, datetime_complete,

@@ -1,7 +1,8 @@
 //! `etrading sweep SPEC`: every grid point of the spec's param space through a batch backend,
 //! batched within the memory budget, with progress, a ranked top-N table, and every set's
 //! metrics in a CSV that doubles as the checkpoint for `--resume` (Ctrl-C stops after the
-//! batch in flight; nothing finished is lost or recomputed).
+//! batch in flight; nothing finished is lost or recomputed), or in a Parquet file (one row
+//! group per batch, closed properly on Ctrl-C; not a checkpoint).
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{File, OpenOptions};
@@ -21,7 +22,8 @@ use etrading_kernels::batch;
 use etrading_kernels::engine::Metrics;
 use etrading_kernels::parity::metric_fields;
 use etrading_kernels::search::score_trial;
-use etrading_kernels::spec::{ParamSet, ParamValue};
+use etrading_kernels::spec::{Distribution, ParamSet, ParamValue};
+use etrading_reports::table::{Batch, Cell, ColumnType, Field, TableFormat, TableWriter};
 
 use crate::research::{BackendArg, MemoryPlan, PrecisionArg, Research, ResearchArgs};
 
@@ -38,7 +40,9 @@ pub struct SweepArgs {
     /// Rows in the ranked table.
     #[arg(long, default_value_t = 10)]
     pub top: usize,
-    /// Write every set's params and metrics (full run and each window) to this CSV file.
+    /// Write every set's params and metrics (full run and each window) to this file: CSV (the
+    /// `--resume` checkpoint), or Parquet when it ends in `.parquet` (typed columns, one row
+    /// group per batch; cannot be resumed).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Continue an interrupted sweep: sets already in `--out` (or already trials of
@@ -96,13 +100,13 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         }
     }
     let selected = todo.len() as u64;
-    let header = csv_header(&names, &windows);
+    let fields = output_fields(&names, &study::space_distributions(&spec.params), &windows);
     let mut done: BTreeSet<u64> = BTreeSet::new();
     let mut earlier: Vec<(u64, f64)> = Vec::new();
     let mut writer = match &args.out {
         Some(path) => Some(open_output(
             path,
-            &header,
+            fields.clone(),
             args.resume,
             &mut done,
             &mut earlier,
@@ -168,87 +172,105 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let finished = AtomicU64::new(0);
     let started = Instant::now();
     let mut computed = 0u64;
-    for chunk in todo.chunks(batch_sets) {
-        if interrupted.load(Ordering::SeqCst) {
-            break;
-        }
-        let sets: Vec<ParamSet> = chunk
-            .iter()
-            .map(|&i| spec.params.decode(i).map_err(|e| anyhow::anyhow!("{e}")))
-            .collect::<Result<_, _>>()?;
-        let mut rows = vec![Metrics::default(); sets.len() * nw];
-        batch::run(&input, &sets, backend, &mut rows, &|n| {
-            finished.fetch_add(n as u64, Ordering::Relaxed);
-            pb.inc(n as u64);
-        })
-        .map_err(|e| anyhow::anyhow!("{}: {e}", spec.file))?;
-        computed += sets.len() as u64;
-        if let Some((writer, distributions, provenance)) = &study {
-            let records = chunk
+    let mut rows_out = Batch::new(&fields);
+    // The batches run in a closure so that the output is finished (a Parquet file gets its
+    // footer) however the loop ends: done, Ctrl-C, or an error.
+    let mut sweep = || -> anyhow::Result<()> {
+        for chunk in todo.chunks(batch_sets) {
+            if interrupted.load(Ordering::SeqCst) {
+                break;
+            }
+            let sets: Vec<ParamSet> = chunk
                 .iter()
-                .zip(&sets)
-                .enumerate()
-                .map(|(k, (&grid_index, set))| {
-                    let (state, value, user_attrs) = crate::optimize_cmd::trial_outcome(
-                        spec,
-                        &research.windows,
-                        &rows[k * nw..(k + 1) * nw],
-                        set,
-                        provenance,
-                    );
-                    let params = distributions
-                        .iter()
-                        .zip(&set.values)
-                        .map(|((name, d), v)| {
-                            study::internal_value(d, v)
-                                .map_err(|e| anyhow::anyhow!("param {name}: {e}"))
+                .map(|&i| spec.params.decode(i).map_err(|e| anyhow::anyhow!("{e}")))
+                .collect::<Result<_, _>>()?;
+            let mut rows = vec![Metrics::default(); sets.len() * nw];
+            let report = batch::run(&input, &sets, backend, &mut rows, &|n| {
+                finished.fetch_add(n as u64, Ordering::Relaxed);
+                pb.inc(n as u64);
+            })
+            .map_err(|e| anyhow::anyhow!("{}: {e}", spec.file))?;
+            if let Some(note) = report.fallback_note() {
+                pb.suspend(|| eprintln!("warning: {note}"));
+            }
+            computed += sets.len() as u64;
+            if let Some((writer, distributions, provenance)) = &study {
+                let records = chunk
+                    .iter()
+                    .zip(&sets)
+                    .enumerate()
+                    .map(|(k, (&grid_index, set))| {
+                        let (state, value, user_attrs) = crate::optimize_cmd::trial_outcome(
+                            spec,
+                            &research.windows,
+                            &rows[k * nw..(k + 1) * nw],
+                            set,
+                            provenance,
+                        );
+                        let params = distributions
+                            .iter()
+                            .zip(&set.values)
+                            .map(|((name, d), v)| {
+                                study::internal_value(d, v)
+                                    .map_err(|e| anyhow::anyhow!("param {name}: {e}"))
+                            })
+                            .collect::<anyhow::Result<Vec<f64>>>()?;
+                        Ok(study::TrialRecord {
+                            params,
+                            state,
+                            value,
+                            user_attrs,
+                            system_attrs: vec![(
+                                "grid_index".to_string(),
+                                study::JsonValue::Int(grid_index as i64),
+                            )],
                         })
-                        .collect::<anyhow::Result<Vec<f64>>>()?;
-                    Ok(study::TrialRecord {
-                        params,
-                        state,
-                        value,
-                        user_attrs,
-                        system_attrs: vec![(
-                            "grid_index".to_string(),
-                            study::JsonValue::Int(grid_index as i64),
-                        )],
                     })
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            writer.append_trials(records)?;
-            writer.flush()?;
-        }
-        for (k, (&grid_index, set)) in chunk.iter().zip(&sets).enumerate() {
-            let metrics = &rows[k * nw..(k + 1) * nw];
-            let leverage = leverage_index
-                .and_then(|i| set.values[i].as_f64())
-                .unwrap_or(1.0);
-            let score = score_trial(&spec.objective, &research.windows, metrics, leverage);
-            if let Some(w) = writer.as_mut() {
-                write_row(w, grid_index, set, &score.value, metrics)?;
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                writer.append_trials(records)?;
+                writer.flush()?;
             }
-            match score.value {
-                Ok(value) => {
-                    ranked_count += 1;
-                    push_top(
-                        &mut top,
-                        args.top,
-                        Ranked {
-                            grid_index,
-                            score: value,
-                            set: set.clone(),
-                            full: metrics[0],
-                        },
-                    );
+            for (k, (&grid_index, set)) in chunk.iter().zip(&sets).enumerate() {
+                let metrics = &rows[k * nw..(k + 1) * nw];
+                let leverage = leverage_index
+                    .and_then(|i| set.values[i].as_f64())
+                    .unwrap_or(1.0);
+                let score = score_trial(&spec.objective, &research.windows, metrics, leverage);
+                if writer.is_some() {
+                    push_row(&mut rows_out, grid_index, set, &score.value, metrics)?;
                 }
-                Err(d) => *discarded.entry(d.filter()).or_default() += 1,
+                match score.value {
+                    Ok(value) => {
+                        ranked_count += 1;
+                        push_top(
+                            &mut top,
+                            args.top,
+                            Ranked {
+                                grid_index,
+                                score: value,
+                                set: set.clone(),
+                                full: metrics[0],
+                            },
+                        );
+                    }
+                    Err(d) => *discarded.entry(d.filter()).or_default() += 1,
+                }
+            }
+            if let Some(w) = writer.as_mut() {
+                w.write_batch(&rows_out)
+                    .context("writing the sweep output")?;
+                rows_out.clear();
             }
         }
-        if let Some(w) = writer.as_mut() {
-            w.flush().context("writing the sweep output")?;
-        }
-    }
+        Ok(())
+    };
+    let swept = sweep();
+    let closed = writer
+        .take()
+        .map(|w| w.finish().context("closing the sweep output"))
+        .transpose();
+    swept?;
+    closed?;
     pb.finish_and_clear();
     let elapsed = started.elapsed().as_secs_f64();
     // Sets ranked in an earlier run of a resumed sweep compete too: the best of them are run
@@ -343,6 +365,12 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         bail!(
             "interrupted: {remaining} of {selected} sets not run{}",
             match &args.out {
+                Some(p) if matches!(TableFormat::from_path(p), Ok(TableFormat::Parquet)) =>
+                    format!(
+                        "; {} holds the {} sets finished (closed, readable); a Parquet output cannot be resumed: use a .csv --out or --study NAME to resume",
+                        p.display(),
+                        computed
+                    ),
                 Some(p) => format!(
                     "; `--resume --out {}` continues without recomputing the others",
                     p.display()
@@ -356,7 +384,7 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
 
 type StudySink = (
     study::StudyWriter,
-    Vec<(String, etrading_kernels::spec::Distribution)>,
+    Vec<(String, Distribution)>,
     crate::optimize_cmd::Provenance,
 );
 
@@ -526,35 +554,99 @@ const ROW_METRICS: [&str; 9] = [
     "fees_paid",
 ];
 
-fn csv_header(names: &[String], windows: &[batch::Window]) -> Vec<String> {
-    let mut h = vec!["grid_index".to_string()];
-    h.extend(names.iter().cloned());
-    h.push("objective".to_string());
-    h.push("discarded".to_string());
+/// The output's columns: `grid_index`, the params (typed by their distribution), `objective`
+/// (empty when discarded), `discarded` (the reason), then [`ROW_METRICS`] per window
+/// (`n_trades` and `liquidations` as integers, the others as floats).
+fn output_fields(
+    names: &[String],
+    distributions: &[(String, Distribution)],
+    windows: &[batch::Window],
+) -> Vec<Field> {
+    let mut fields = vec![Field::new("grid_index", ColumnType::Int64)];
+    fields.extend(
+        names
+            .iter()
+            .zip(distributions)
+            .map(|(name, (_, d))| Field::new(name.clone(), param_type(d))),
+    );
+    fields.push(Field::new("objective", ColumnType::Float64));
+    fields.push(Field::new("discarded", ColumnType::Utf8));
     for w in windows {
         let label = w.kind.label();
-        h.extend(ROW_METRICS.iter().map(|m| format!("{label}_{m}")));
+        fields.extend(ROW_METRICS.iter().map(|m| {
+            let kind = if matches!(*m, "n_trades" | "liquidations") {
+                ColumnType::Int64
+            } else {
+                ColumnType::Float64
+            };
+            Field::new(format!("{label}_{m}"), kind)
+        }));
     }
-    h
+    fields
 }
 
-fn write_row(
-    w: &mut csv::Writer<BufWriter<File>>,
+/// The column type of a param: ints, floats, or a categorical's common type (text when its
+/// choices mix types).
+fn param_type(d: &Distribution) -> ColumnType {
+    match d {
+        Distribution::Int { .. } => ColumnType::Int64,
+        Distribution::Float { .. } => ColumnType::Float64,
+        Distribution::Categorical { choices } => {
+            let all = |f: fn(&ParamValue) -> bool| choices.iter().all(f);
+            if all(|v| matches!(v, ParamValue::Int(_))) {
+                ColumnType::Int64
+            } else if all(|v| matches!(v, ParamValue::Int(_) | ParamValue::Float(_))) {
+                ColumnType::Float64
+            } else if all(|v| matches!(v, ParamValue::Bool(_))) {
+                ColumnType::Bool
+            } else {
+                ColumnType::Utf8
+            }
+        }
+    }
+}
+
+fn param_cell(v: &ParamValue, kind: ColumnType) -> Cell {
+    match (v, kind) {
+        (ParamValue::Int(i), ColumnType::Int64 | ColumnType::Float64) => Cell::Int(*i),
+        (ParamValue::Float(f), ColumnType::Float64) => Cell::Float(*f),
+        (ParamValue::Bool(b), ColumnType::Bool) => Cell::Bool(*b),
+        _ => Cell::Str(value_text(v)),
+    }
+}
+
+/// A metric as an integer cell (`n_trades`, `liquidations`); null when not finite.
+fn int_cell(v: f64) -> Cell {
+    if v.is_finite() {
+        Cell::Int(v as i64)
+    } else {
+        Cell::Null
+    }
+}
+
+fn push_row(
+    rows: &mut Batch,
     grid_index: u64,
     set: &ParamSet,
     value: &Result<f64, etrading_kernels::search::Discard>,
     metrics: &[Metrics],
 ) -> anyhow::Result<()> {
-    let mut row = vec![grid_index.to_string()];
-    row.extend(set.values.iter().map(value_text));
+    let kinds: Vec<ColumnType> = rows.fields().iter().map(|f| f.kind).collect();
+    let mut row = vec![Cell::Int(grid_index as i64)];
+    row.extend(
+        set.values
+            .iter()
+            .zip(&kinds[1..])
+            .map(|(v, &kind)| param_cell(v, kind)),
+    );
     match value {
         Ok(v) => {
-            row.push(v.to_string());
-            row.push(String::new());
+            row.push(Cell::Float(*v));
+            row.push(Cell::Null);
         }
         Err(d) => {
-            row.push(String::new());
-            row.push(d.to_string());
+            row.push(Cell::Null);
+            row.push(Cell::Str(d.to_string()));
         }
     }
     for m in metrics {
@@ -564,29 +656,45 @@ fn write_row(
                 .iter()
                 .find(|(n, _)| *n == name)
                 .map_or(f64::NAN, |f| f.1);
-            row.push(v.to_string());
+            row.push(if matches!(name, "n_trades" | "liquidations") {
+                int_cell(v)
+            } else {
+                Cell::Float(v)
+            });
         }
     }
-    w.write_record(&row).context("writing the sweep output")?;
+    rows.push_row(row).context("writing the sweep output")?;
     Ok(())
 }
 
-/// Opens the output CSV: a new file (refusing to overwrite one), or with `resume` an existing
-/// one whose header must match, collecting the grid indices it already holds.
+/// Opens the output: a new file (refusing to overwrite one), CSV or by its `.parquet` name
+/// Parquet; or with `resume` an existing CSV whose header must match, collecting the grid
+/// indices it already holds (a Parquet output cannot be resumed).
 fn open_output(
     path: &Path,
-    header: &[String],
+    fields: Vec<Field>,
     resume: bool,
     done: &mut BTreeSet<u64>,
     earlier: &mut Vec<(u64, f64)>,
-) -> anyhow::Result<csv::Writer<BufWriter<File>>> {
+) -> anyhow::Result<TableWriter> {
+    let format = match TableFormat::from_path(path) {
+        Ok(TableFormat::Parquet) => TableFormat::Parquet,
+        _ => TableFormat::Csv,
+    };
     let exists = path.exists();
+    if format == TableFormat::Parquet && resume {
+        bail!(
+            "{}: --resume continues a sweep from a CSV --out (a Parquet file is complete only once closed and is never appended to); resume with a .csv --out or --study NAME",
+            path.display()
+        );
+    }
     if exists && !resume {
         bail!(
             "{} exists; pass --resume to continue that sweep, or choose another --out",
             path.display()
         );
     }
+    let header: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
     if exists {
         let file = File::open(path).with_context(|| format!("reading {}", path.display()))?;
         let mut lines = BufReader::new(file).lines();
@@ -619,7 +727,7 @@ fn open_output(
             done.insert(index);
             let objective = header
                 .iter()
-                .position(|h| h == "objective")
+                .position(|h| *h == "objective")
                 .and_then(|c| line.split(',').nth(c));
             if let Some(value) = objective.and_then(|v| v.parse::<f64>().ok()) {
                 earlier.push((index, value));
@@ -636,17 +744,14 @@ fn open_output(
             .append(true)
             .open(path)
             .with_context(|| format!("opening {}", path.display()))?;
-        Ok(csv::WriterBuilder::new()
-            .has_headers(false)
-            .from_writer(BufWriter::new(file)))
+        Ok(TableWriter::csv(
+            path.display().to_string(),
+            Box::new(BufWriter::new(file)),
+            fields,
+            false,
+        )?)
     } else {
-        let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
-        let mut w = csv::WriterBuilder::new()
-            .has_headers(false)
-            .from_writer(BufWriter::new(file));
-        w.write_record(header)
-            .with_context(|| format!("writing {}", path.display()))?;
-        w.flush()?;
-        Ok(w)
+        Ok(TableWriter::create(path, format, fields)
+            .with_context(|| format!("creating {}", path.display()))?)
     }
 }

@@ -184,6 +184,112 @@ fn written_trials_read_back_exactly() {
     assert_eq!(summaries[0].best_value, Some(f64::INFINITY));
 }
 
+/// The value trial `i` of the many-trials test gets: finite, both infinities, NaN (not
+/// stored) and none, in turn.
+fn many_value(i: usize) -> Option<f64> {
+    match i % 5 {
+        0 => Some(f64::INFINITY),
+        1 => Some(f64::NEG_INFINITY),
+        2 => Some(f64::NAN),
+        3 => None,
+        _ => Some(i as f64 * 0.5 - 100.0),
+    }
+}
+
+/// `n` user attributes of trial `i`, of every JSON kind.
+fn many_attrs(i: usize, n: usize) -> Vec<(String, JsonValue)> {
+    (0..n)
+        .map(|k| {
+            let value = match k % 4 {
+                0 => JsonValue::Float(i as f64 + k as f64 / 8.0),
+                1 => JsonValue::Int((i * k) as i64),
+                2 => JsonValue::Str(format!("t{i}/{k} \"quoted\", é")),
+                _ => JsonValue::Null,
+            };
+            (format!("attr_{k}"), value)
+        })
+        .collect()
+}
+
+#[test]
+fn many_trials_round_trip_across_statement_chunks() {
+    // More rows than one multi-row statement holds (params, values and attributes alike), with
+    // a partial last chunk, and two studies interleaved in one file so trial ids and numbers
+    // are allocated from different sequences.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("many.db");
+    let (a, _) = StudyWriter::open(&path, options("a", OpenMode::Create)).unwrap();
+    let (b, _) = StudyWriter::open(&path, options("b", OpenMode::Join)).unwrap();
+    let (n_started, n_appended, n_attrs) = (300, 301, 23);
+    let started: Vec<NewTrial> = (0..n_started)
+        .map(|i| NewTrial {
+            params: record(i, TrialState::Running, None).params,
+            system_attrs: vec![("grid_index".into(), JsonValue::Int(i as i64))],
+        })
+        .collect();
+    let handles = a.start_trials(started).unwrap();
+    b.append_trials(
+        (0..n_appended)
+            .map(|i| TrialRecord {
+                value: many_value(i),
+                user_attrs: many_attrs(i, n_attrs),
+                system_attrs: vec![("grid_index".into(), JsonValue::Int(i as i64))],
+                ..record(i, TrialState::Complete, None)
+            })
+            .collect(),
+    )
+    .unwrap();
+    b.flush().unwrap();
+    a.finish_trials(
+        handles
+            .iter()
+            .enumerate()
+            .map(|(i, h)| TrialOutcome {
+                trial_id: h.trial_id,
+                state: TrialState::Complete,
+                value: many_value(i),
+                user_attrs: many_attrs(i, n_attrs),
+            })
+            .collect(),
+    )
+    .unwrap();
+    a.close().unwrap();
+    b.close().unwrap();
+    assert_eq!(
+        handles.iter().map(|h| h.number).collect::<Vec<_>>(),
+        (0..n_started as i64).collect::<Vec<_>>()
+    );
+
+    let file = StudyFile::open(&path).unwrap();
+    let mut ids = std::collections::BTreeSet::new();
+    for (name, n) in [("a", n_started), ("b", n_appended)] {
+        let study = file.load(name).unwrap();
+        assert_eq!(study.trials.len(), n, "study {name}");
+        for (i, t) in study.trials.iter().enumerate() {
+            let check = |what: &str, ok: bool| assert!(ok, "study {name} trial {i}: {what}");
+            check("number", t.number == i as i64);
+            check("unique id", ids.insert(t.trial_id));
+            check("state", t.state == TrialState::Complete);
+            let values: Vec<f64> = many_value(i).filter(|v| !v.is_nan()).into_iter().collect();
+            check("values", t.values == values);
+            let expect: Vec<f64> = record(i, TrialState::Complete, None).params;
+            let internal: Vec<f64> = t.params.iter().map(|p| p.internal).collect();
+            check("params", internal == expect);
+            check("user attrs", t.user_attrs == many_attrs(i, n_attrs));
+            check(
+                "grid index",
+                t.system_attr("grid_index") == Some(&JsonValue::Int(i as i64)),
+            );
+        }
+    }
+    // A new file is made with 16 KiB pages.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let page_size: i64 = conn
+        .query_row("PRAGMA page_size", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(page_size, 16_384);
+}
+
 #[test]
 fn the_schema_is_optunas_byte_for_byte() {
     let dir = tempfile::tempdir().unwrap();

@@ -7,6 +7,7 @@ pub mod backtest;
 pub mod inspect;
 pub mod run;
 pub mod study;
+pub mod table;
 
 /// ISO-8601 UTC text of a Unix millisecond timestamp (`2025-01-01T00:00:00Z`).
 pub fn iso_time(t_ms: i64) -> String {

@@ -6,12 +6,16 @@
 //! Cells: params are exact (categoricals as the index into their `choices`, as Optuna stores
 //! them); objective values and metrics are written at f32 precision; a missing value is `null`,
 //! the infinities are `"inf"` and `"-inf"`.
+//!
+//! Report pages embed the same document with every column [`Packed`] ([`StudyExport::packed`]):
+//! little-endian binary in base64, dictionary codes for params and metrics with few distinct
+//! values; a million trials of the rsi_ema shape cost tens of MB instead of hundreds.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::run::{Approx, Exact};
+use crate::run::{Approx, Exact, Packed};
 
 pub const SCHEMA: &str = "etrading.study/1";
 
@@ -338,7 +342,74 @@ impl StudyBuilder {
     }
 }
 
+/// [`StudyExport`] with every column [`Packed`]: the same document, the schema's packed
+/// column form.
+#[derive(Debug, Clone, Serialize)]
+pub struct PackedStudy<'a> {
+    pub schema: &'static str,
+    pub study_name: &'a str,
+    pub directions: &'a [String],
+    pub user_attrs: &'a BTreeMap<String, serde_json::Value>,
+    pub n_trials: u64,
+    pub states: [&'static str; 5],
+    pub number: Packed,
+    pub state: Packed,
+    pub params: Vec<PackedParam<'a>>,
+    pub values: Vec<PackedColumn>,
+    pub metrics: Vec<PackedColumn>,
+    pub pages: &'a BTreeMap<String, String>,
+}
+
+/// A [`Column`] with its cells [`Packed`] (at f32 precision).
+#[derive(Debug, Clone, Serialize)]
+pub struct PackedColumn {
+    pub name: String,
+    pub values: Packed,
+}
+
+/// A [`ParamColumn`] with its cells [`Packed`] (exactly).
+#[derive(Debug, Clone, Serialize)]
+pub struct PackedParam<'a> {
+    pub name: &'a str,
+    pub distribution: &'a Distribution,
+    pub values: Packed,
+}
+
 impl StudyExport {
+    /// The export with its columns packed (what `etrading report` embeds in index.html).
+    pub fn packed(&self) -> PackedStudy<'_> {
+        let approx = |cols: &[Column<Approx>]| {
+            cols.iter()
+                .map(|c| PackedColumn {
+                    name: c.name.clone(),
+                    values: Packed::approx(&c.values.iter().map(|a| a.0).collect::<Vec<_>>()),
+                })
+                .collect()
+        };
+        PackedStudy {
+            schema: self.schema,
+            study_name: &self.study_name,
+            directions: &self.directions,
+            user_attrs: &self.user_attrs,
+            n_trials: self.n_trials,
+            states: self.states,
+            number: Packed::integers(&self.number),
+            state: Packed::exact(&self.state.iter().map(|&c| f64::from(c)).collect::<Vec<_>>()),
+            params: self
+                .params
+                .iter()
+                .map(|p| PackedParam {
+                    name: &p.name,
+                    distribution: &p.distribution,
+                    values: Packed::exact(&p.values.iter().map(|e| e.0).collect::<Vec<_>>()),
+                })
+                .collect(),
+            values: approx(&self.values),
+            metrics: approx(&self.metrics),
+            pages: &self.pages,
+        }
+    }
+
     /// The row of trial `number`.
     pub fn row_of(&self, number: u64) -> Option<usize> {
         self.number.binary_search(&number).ok()
@@ -467,6 +538,111 @@ mod tests {
         );
         let e = Distribution::from_optuna_json(r#"{"name": "Weird", "attributes": {}}"#);
         assert!(e.unwrap_err().contains("unknown distribution `Weird`"));
+    }
+
+    /// Compares `text` with `reports/schema/examples/NAME`, or rewrites it under
+    /// `UPDATE_GOLDEN=1`.
+    fn check_example(name: &str, text: &str) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("schema/examples")
+            .join(name);
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(&path, text).unwrap();
+            return;
+        }
+        let expected = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 creates it)", path.display()));
+        assert_eq!(
+            expected,
+            text,
+            "{} differs (UPDATE_GOLDEN=1 refreshes it)",
+            path.display()
+        );
+    }
+
+    fn check_valid(doc: &serde_json::Value) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("schema/etrading.study-1.schema.json");
+        let schema: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let v = jsonschema::validator_for(&schema).unwrap();
+        let errs: Vec<String> = v
+            .iter_errors(doc)
+            .map(|e| format!("{e} at {}", e.instance_path()))
+            .collect();
+        assert!(errs.is_empty(), "{errs:#?}");
+    }
+
+    /// Six trials (numbers 0..6) with an int param, a categorical, a float param of six
+    /// distinct values, one objective and a metric with a missing cell and an infinity.
+    fn small_study() -> StudyExport {
+        let int = Distribution::Int {
+            low: 1.0,
+            high: 3.0,
+            step: 1.0,
+            log: false,
+        };
+        let side = Distribution::Categorical {
+            choices: vec!["long".into(), "short".into()],
+        };
+        let float = Distribution::Float {
+            low: 0.0,
+            high: 1.0,
+            step: None,
+            log: false,
+        };
+        let mut b = StudyBuilder::new("small", vec!["MAXIMIZE".into()], BTreeMap::new());
+        for i in 0..6u32 {
+            let row = b
+                .trial(u64::from(i), if i == 5 { "PRUNED" } else { "COMPLETE" })
+                .unwrap();
+            b.param(row, "leverage", &int, f64::from(i % 3 + 1))
+                .unwrap();
+            b.param(row, "side", &side, f64::from(i % 2)).unwrap();
+            b.param(row, "frac", &float, f64::from(i) / 7.0).unwrap();
+            if i != 5 {
+                b.value(row, 0, f64::from(i) * 0.25 - 0.5);
+            }
+            b.metric(
+                row,
+                "sharpe",
+                if i == 2 {
+                    f64::INFINITY
+                } else {
+                    f64::from(i) / 3.0
+                },
+            );
+        }
+        b.finish()
+    }
+
+    #[test]
+    fn packed_study_matches_schema_and_examples() {
+        let s = small_study();
+        let plain = serde_json::to_string(&s).unwrap();
+        let packed = serde_json::to_string(&s.packed()).unwrap();
+        check_valid(&serde_json::from_str(&plain).unwrap());
+        let doc: serde_json::Value = serde_json::from_str(&packed).unwrap();
+        check_valid(&doc);
+        assert_eq!(
+            doc["number"],
+            serde_json::json!({"encoding": "seq", "start": 0, "len": 6})
+        );
+        // States COMPLETE x5 then PRUNED: dict [2, 3], codes 0 0 0 0 0 1.
+        assert_eq!(
+            doc["state"],
+            serde_json::json!({"encoding": "dict8", "dict": [2, 3], "data": "AAAAAAAB"})
+        );
+        // The viewer's tests parse both and expect the same columns.
+        check_example("study-small.json", &format!("{plain}\n"));
+        check_example("study-small.packed.json", &format!("{packed}\n"));
+        let mut bad = doc;
+        bad["metrics"][0]["values"]["data"] = "not base64!".into();
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("schema/etrading.study-1.schema.json");
+        let schema: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert!(!jsonschema::validator_for(&schema).unwrap().is_valid(&bad));
     }
 
     #[test]

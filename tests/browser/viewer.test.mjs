@@ -6,10 +6,9 @@
 //
 // Usage: node viewer.test.mjs REPORT_DIR ARTIFACT_DIR
 
-import { chromium } from "playwright-core";
+import { launch, watch } from "./browser.mjs";
 import { PNG } from "pngjs";
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 
@@ -82,24 +81,11 @@ function ink(png, rgb) {
   return { dark: dark / n, near: near / n };
 }
 
-const profile = mkdtempSync(join(tmpdir(), "etrading-chromium-"));
-// A new empty profile folder (playwright passes it as --user-data-dir).
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-  ],
-  viewport: { width: 1280, height: 1400 },
-  deviceScaleFactor: 1,
-});
+const context = await launch();
 const page = await context.newPage();
 const errors = [];
 const requests = [];
-page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
-page.on("pageerror", (e) => errors.push(String(e)));
-page.on("request", (r) => { if (!r.url().startsWith("file:") && !r.url().startsWith("data:")) requests.push(r.url()); });
+watch(page, errors, requests);
 
 try {
   // ---- The study browser.

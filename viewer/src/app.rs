@@ -16,11 +16,13 @@ use web_sys::{
 use crate::axis::{View, format_tick, format_time, nice_ticks};
 use crate::decimate::{min_max_columns, range};
 use crate::heatmap::{Agg, color_of, heatmap};
-use crate::model::{Run, Study, floats, parse_run, parse_study};
+use crate::model::{Run, Study, parse_run, parse_study};
 use crate::pages::{
     is_oos_means, leverage_column, monthly_grid, study_columns, trade_columns, window_metrics,
 };
-use crate::table::{Format, TableColumn, filter_rows, format_num, parse_filter, sort_rows};
+use crate::table::{
+    Format, TableColumn, filter_rows, format_num, parse_filter, scroll_window, sort_rows,
+};
 
 type R = Result<(), JsValue>;
 
@@ -250,9 +252,8 @@ fn time_axis(c: &Canvas, p: Plot, view: &View, times: &[i64]) -> R {
 
 const ROW_H: f64 = 22.0;
 const VISIBLE_ROWS: usize = 20;
-
 struct VTable {
-    columns: Vec<TableColumn>,
+    columns: Rc<Vec<TableColumn>>,
     /// Rows shown, in display order (filtered and sorted).
     order: Vec<u32>,
     sort: Option<(usize, bool)>,
@@ -267,7 +268,7 @@ impl VTable {
     fn new(
         parent: &Element,
         class: &str,
-        columns: Vec<TableColumn>,
+        columns: Rc<Vec<TableColumn>>,
     ) -> Result<Rc<RefCell<VTable>>, JsValue> {
         let n = columns.first().map_or(0, |c| c.values.len());
         let viewport = el("div", &format!("vtable {class}"), parent)?;
@@ -352,13 +353,17 @@ impl VTable {
 
     fn render(&self) -> R {
         let total = self.order.len();
+        let (height, first, top) = scroll_window(
+            total,
+            f64::from(self.viewport.scroll_top()),
+            f64::from(self.viewport.client_height()),
+            ROW_H,
+            VISIBLE_ROWS,
+        );
         self.spacer
             .style()
-            .set_property("height", &format!("{}px", total as f64 * ROW_H))?;
-        let first = (f64::from(self.viewport.scroll_top()) / ROW_H).floor() as usize;
-        self.body
-            .style()
-            .set_property("top", &format!("{}px", ROW_H + first as f64 * ROW_H))?;
+            .set_property("height", &format!("{height}px"))?;
+        self.body.style().set_property("top", &format!("{top}px"))?;
         for (k, (row_el, cells)) in self.rows.iter().enumerate() {
             match self.order.get(first + k) {
                 Some(&row) => {
@@ -405,7 +410,7 @@ impl VTable {
 struct StudyPage {
     study: Study,
     table: Rc<RefCell<VTable>>,
-    columns: Vec<TableColumn>,
+    columns: Rc<Vec<TableColumn>>,
     rows: Vec<u32>,
     status: HtmlElement,
     hx: HtmlSelectElement,
@@ -428,7 +433,7 @@ struct StudyPage {
 #[wasm_bindgen]
 pub fn show_study(json: &str) -> R {
     install_panic_hook();
-    let study = parse_study(json).map_err(JsValue::from)?;
+    let mut study = parse_study(json).map_err(JsValue::from)?;
     let root: Element = doc().body().ok_or("no body")?.into();
     let header = el("header", "", &root)?;
     text("h1", "", &format!("Study {}", study.study_name), &header)?;
@@ -448,15 +453,15 @@ pub fn show_study(json: &str) -> R {
         ),
         &header,
     )?;
-    let columns = study_columns(&study);
-    let n = study.number.len();
+    let columns = Rc::new(study_columns(&mut study));
+    let n = columns[0].values.len();
     let filter_box = el("div", "filter", &root)?;
     let input: HtmlInputElement = el("input", "", &filter_box)?.dyn_into()?;
     input.set_id("filter");
     input.set_placeholder("filter, e.g. state=COMPLETE value>0 leverage<=5");
     let status = text("span", "status", "", &filter_box)?;
     status.set_id("status");
-    let table = VTable::new(&root, "trials", columns.clone())?;
+    let table = VTable::new(&root, "trials", Rc::clone(&columns))?;
     table.borrow().viewport.set_id("trials");
 
     let param_cols: Vec<usize> = (0..columns.len())
@@ -580,7 +585,7 @@ pub fn show_study(json: &str) -> R {
 
 impl StudyPage {
     fn open(&self, row: usize) -> R {
-        let number = self.study.number[row];
+        let number = self.columns[0].values[row] as u64;
         match self.study.pages.get(&number.to_string()) {
             Some(href) => open_page(href),
             None => {
@@ -608,12 +613,9 @@ impl StudyPage {
             .position(|c| c.name == "value" || c.name == "value_0");
         match (leverage_column(&self.columns), score) {
             (Some(l), Some(s)) => {
-                let (x, y) = (
-                    self.columns[l].values.clone(),
-                    self.columns[s].values.clone(),
-                );
-                let name = self.columns[s].name.clone();
-                self.scatter(0, &x, &y, "leverage", &name)?;
+                let cols = Rc::clone(&self.columns);
+                let (x, y) = (&cols[l].values, &cols[s].values);
+                self.scatter(0, x, y, "leverage", &cols[s].name)?;
             }
             _ => {
                 self.lev.clear()?;
@@ -653,6 +655,9 @@ impl StudyPage {
     }
 
     fn draw_heatmap(&self) -> R {
+        // One cell per value for a param of up to 40 distinct values (a grid's 25 integer steps
+        // would otherwise share equal-width bins unevenly), equal-width bins beyond.
+        const HEATMAP_BINS: usize = 40;
         let c = &self.heat;
         c.clear()?;
         if self.param_cols.len() < 2 || self.score_cols.is_empty() {
@@ -683,7 +688,7 @@ impl StudyPage {
             &cols[yi].values,
             &cols[zi].values,
             &self.rows,
-            24,
+            HEATMAP_BINS,
             agg,
         );
         let p = Plot {
@@ -884,7 +889,7 @@ struct TrialPage {
 #[wasm_bindgen]
 pub fn show_run(json: &str) -> R {
     install_panic_hook();
-    let run = parse_run(json).map_err(JsValue::from)?;
+    let mut run = parse_run(json).map_err(JsValue::from)?;
     let root: Element = doc().body().ok_or("no body")?.into();
     let pv = &run.provenance;
     let header = el("header", "", &root)?;
@@ -969,11 +974,12 @@ pub fn show_run(json: &str) -> R {
     text("h2", "", "Walk-forward windows", &win_box)?;
     windows_table(&run, &win_box)?;
     text("h2", "", &format!("Trades ({})", run.trades.len()), &root)?;
-    let trades = VTable::new(&root, "trades", trade_columns(&run))?;
+    let trades = VTable::new(&root, "trades", Rc::new(trade_columns(&run)))?;
     trades.borrow().viewport.set_id("trades");
 
     let n = run.bars.n as usize;
-    let mut funding_cum = floats(run.funding_paid.clone());
+    let take = |c: &mut crate::model::Cells| std::mem::take(&mut c.0);
+    let mut funding_cum = take(&mut run.funding_paid);
     let mut acc = 0.0;
     for f in &mut funding_cum {
         if f.is_finite() {
@@ -985,10 +991,10 @@ pub fn show_run(json: &str) -> R {
         times: run.bars.times(),
         view: View::all(n),
         symbol: 0,
-        closes: run.prices.iter().map(|p| floats(p.close.clone())).collect(),
-        equity: floats(run.equity.clone()),
-        drawdown: floats(run.drawdown.clone()),
-        margin: floats(run.margin_usage.clone()),
+        closes: run.prices.iter_mut().map(|p| take(&mut p.close)).collect(),
+        equity: take(&mut run.equity),
+        drawdown: take(&mut run.drawdown),
+        margin: take(&mut run.margin_usage),
         funding_cum,
         run,
         price,

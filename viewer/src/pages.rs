@@ -1,31 +1,33 @@
 //! What the pages show, as plain data: the trials table's columns, IS/OOS scores per trial,
 //! the trade table's columns and the monthly returns grid.
 
-use crate::model::{Run, Study, floats};
+use crate::model::{Cells, Run, Study};
 use crate::table::{Format, TableColumn};
 
-/// The trials table: number, state, objective values, params, then metrics.
-pub fn study_columns(s: &Study) -> Vec<TableColumn> {
+/// The trials table: number, state, objective values, params, then metrics. The columns' cells
+/// move out of `s` (a million trials are never copied).
+pub fn study_columns(s: &mut Study) -> Vec<TableColumn> {
+    let take = |c: &mut Cells| std::mem::take(&mut c.0);
     let mut cols = vec![
         TableColumn {
             name: "number".into(),
-            values: s.number.iter().map(|&n| n as f64).collect(),
+            values: take(&mut s.number),
             format: Format::Int,
         },
         TableColumn {
             name: "state".into(),
-            values: s.state.iter().map(|&c| f64::from(c)).collect(),
+            values: take(&mut s.state),
             format: Format::Label(s.states.clone()),
         },
     ];
-    for c in &s.values {
+    for c in &mut s.values {
         cols.push(TableColumn {
             name: c.name.clone(),
-            values: floats(c.values.clone()),
+            values: take(&mut c.values),
             format: Format::Num(5),
         });
     }
-    for p in &s.params {
+    for p in &mut s.params {
         let format = match (&p.distribution, p.distribution.labels()) {
             (_, Some(labels)) => Format::Label(labels),
             (crate::model::Distribution::Int { .. }, None) => Format::Int,
@@ -33,14 +35,14 @@ pub fn study_columns(s: &Study) -> Vec<TableColumn> {
         };
         cols.push(TableColumn {
             name: p.name.clone(),
-            values: floats(p.values.clone()),
+            values: take(&mut p.values),
             format,
         });
     }
-    for c in &s.metrics {
+    for c in &mut s.metrics {
         cols.push(TableColumn {
             name: c.name.clone(),
-            values: floats(c.values.clone()),
+            values: take(&mut c.values),
             format: Format::Num(5),
         });
     }

@@ -11,6 +11,8 @@ use etrading_viewer::table::{filter_rows, parse_filter, sort_rows};
 
 const STUDY: &str = include_str!("../../reports/schema/examples/study.json");
 const RUN: &str = include_str!("../../reports/schema/examples/run.json");
+const SMALL: &str = include_str!("../../reports/schema/examples/study-small.json");
+const SMALL_PACKED: &str = include_str!("../../reports/schema/examples/study-small.packed.json");
 
 fn check_close(actual: &[f64], expect: &[f64]) {
     assert_eq!(actual.len(), expect.len(), "{actual:?} vs {expect:?}");
@@ -24,8 +26,8 @@ fn check_close(actual: &[f64], expect: &[f64]) {
 
 #[test]
 fn study_example() {
-    let s = parse_study(STUDY).unwrap();
-    let cols = study_columns(&s);
+    let mut s = parse_study(STUDY).unwrap();
+    let cols = study_columns(&mut s);
     let names: Vec<&str> = cols.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(
         names,
@@ -67,12 +69,51 @@ fn study_example() {
     assert_eq!(s.pages["0"], "hand_made-trial-0.html");
 }
 
+/// The packed form of a study (what report pages embed) gives the same table as the plain one.
+#[test]
+fn packed_study_example() {
+    let plain = study_columns(&mut parse_study(SMALL).unwrap());
+    let packed = study_columns(&mut parse_study(SMALL_PACKED).unwrap());
+    assert_eq!(plain.len(), packed.len());
+    for (a, b) in plain.iter().zip(&packed) {
+        assert_eq!(a.name, b.name);
+        assert_eq!(a.format, b.format);
+        // Params, numbers and states are exact; values and metrics agree at f32 precision
+        // (the plain form's shortest f32 text is not the f64 of that f32).
+        let exact = !matches!(a.name.as_str(), "value" | "sharpe");
+        let bits = |c: &etrading_viewer::table::TableColumn| {
+            c.values
+                .iter()
+                .map(|&x| {
+                    if exact {
+                        x.to_bits()
+                    } else {
+                        u64::from((x as f32).to_bits())
+                    }
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(bits(a), bits(b), "column {}", a.name);
+    }
+    let names: Vec<&str> = packed.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "number", "state", "value", "frac", "leverage", "side", "sharpe"
+        ]
+    );
+    assert_eq!(packed[1].text(5), "PRUNED");
+    assert_eq!(packed[5].text(3), "short");
+    assert_eq!(packed[6].text(2), "inf");
+    assert_eq!(packed[2].text(5), "");
+}
+
 #[test]
 fn run_example() {
     let r = parse_run(RUN).unwrap();
     assert_eq!(r.bars.times().len(), 5);
     assert_eq!(r.bars.times()[4] - r.bars.times()[3], 3 * 3_600_000);
-    assert!(r.prices[0].close[4].0.is_nan());
+    assert!(r.prices[0].close.0[4].is_nan());
     let cols = trade_columns(&r);
     assert_eq!(cols[1].text(1), "ETHUSDT");
     assert_eq!(cols[3].text(0), "2025-01-31 23:00");

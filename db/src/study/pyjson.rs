@@ -59,7 +59,8 @@ impl JsonValue {
         out
     }
 
-    fn write_to(&self, out: &mut String) {
+    /// Appends `json.dumps(value)` to `out`.
+    pub(crate) fn write_to(&self, out: &mut String) {
         match self {
             JsonValue::Null => out.push_str("null"),
             JsonValue::Bool(b) => out.push_str(if *b { "true" } else { "false" }),

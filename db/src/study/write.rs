@@ -108,12 +108,40 @@ pub struct WriterStats {
     pub transactions: u64,
 }
 
-/// `(key, value as JSON text)`: attributes are serialised on the caller's thread, so the
-/// writer thread only binds text.
-type Attrs = Vec<(String, String)>;
+/// Attributes serialised on the caller's thread, so the writer thread only binds text: every
+/// key and JSON value back to back in one buffer (two allocations per trial instead of two per
+/// attribute, which the writer thread would otherwise spend its time freeing).
+#[derive(Default)]
+struct Attrs {
+    text: String,
+    /// Per attribute, where its key ends and where its value ends in `text`.
+    ends: Vec<(usize, usize)>,
+}
+
+impl Attrs {
+    /// `(key, value as JSON text)`, in order.
+    fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        let mut start = 0;
+        self.ends.iter().map(move |&(key_end, value_end)| {
+            let pair = (&self.text[start..key_end], &self.text[key_end..value_end]);
+            start = value_end;
+            pair
+        })
+    }
+}
 
 fn serialise(attrs: Vec<(String, JsonValue)>) -> Attrs {
-    attrs.into_iter().map(|(k, v)| (k, v.dumps())).collect()
+    let mut out = Attrs {
+        text: String::with_capacity(attrs.iter().map(|(k, _)| k.len() + 24).sum()),
+        ends: Vec::with_capacity(attrs.len()),
+    };
+    for (key, value) in &attrs {
+        out.text.push_str(key);
+        let key_end = out.text.len();
+        value.write_to(&mut out.text);
+        out.ends.push((key_end, out.text.len()));
+    }
+    out
 }
 
 struct Started {
@@ -168,6 +196,11 @@ impl StudyWriter {
     ) -> Result<(StudyWriter, OpenReport), StudyError> {
         let mut conn = open_for_writing(path)?;
         let report = open_study(&mut conn, path, &options)?;
+        let checkpointer = Checkpointer::start(path);
+        if checkpointer.is_some() {
+            conn.execute_batch("PRAGMA wal_autocheckpoint=0;")
+                .map_err(sqlite_error(path))?;
+        }
         let columns: Vec<(String, String)> = options
             .params
             .iter()
@@ -177,6 +210,7 @@ impl StudyWriter {
         let failure = Arc::new(Mutex::new(None));
         let worker = Worker {
             conn,
+            checkpointer,
             path: path.to_path_buf(),
             failure: Arc::clone(&failure),
             state: WriterState {
@@ -433,8 +467,56 @@ fn open_study(
     Ok(report)
 }
 
+/// Checkpoints the WAL on its own thread and connection (`PRAGMA wal_checkpoint(PASSIVE)`
+/// after each commit, coalesced), so that copying WAL frames into the database and its fsync
+/// do not stall the writer thread; the writer's connection has auto-checkpoints off then.
+/// Without it (its connection or thread could not start) SQLite's auto-checkpoint stays on.
+struct Checkpointer {
+    wake: Option<SyncSender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path) -> Option<Checkpointer> {
+        let conn = Connection::open(path).ok()?;
+        conn.busy_timeout(std::time::Duration::from_millis(super::BUSY_TIMEOUT_MS))
+            .ok()?;
+        let (wake, woken) = mpsc::sync_channel::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("study-checkpoint".to_string())
+            .spawn(move || {
+                while woken.recv().is_ok() {
+                    // Best effort: a failed or partial checkpoint is retried after the next
+                    // commit, and the last connection to close checkpoints everything.
+                    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                }
+            })
+            .ok()?;
+        Some(Checkpointer {
+            wake: Some(wake),
+            thread: Some(thread),
+        })
+    }
+
+    fn wake(&self) {
+        if let Some(wake) = &self.wake {
+            let _ = wake.try_send(());
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.wake = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 struct Worker {
     conn: Connection,
+    checkpointer: Option<Checkpointer>,
     path: PathBuf,
     failure: Arc<Mutex<Option<String>>>,
     state: WriterState,
@@ -535,6 +617,9 @@ impl Worker {
         match result {
             Ok(value) => {
                 self.state.stats.transactions += 1;
+                if let Some(c) = &self.checkpointer {
+                    c.wake();
+                }
                 Ok(value)
             }
             Err(e) => {
@@ -549,27 +634,47 @@ impl Worker {
 }
 
 impl WriterState {
-    fn next_number(&self, tx: &Transaction<'_>) -> Result<i64, rusqlite::Error> {
-        tx.query_row(
-            "SELECT COALESCE(MAX(number) + 1, 0) FROM trials WHERE study_id = ?1",
-            [self.study_id],
-            |row| row.get(0),
-        )
+    /// The next trial number of the study and the next `trial_id` of the file. Both are read
+    /// under the write lock (every write transaction is `BEGIN IMMEDIATE`), so they stay dense
+    /// and unique with several writers; the ids are the ones SQLite itself would assign
+    /// (`max(rowid) + 1`), given explicitly so that trials go in by multi-row statements.
+    fn next_ids(&self, tx: &Transaction<'_>) -> Result<(i64, i64), rusqlite::Error> {
+        let number = tx
+            .prepare_cached("SELECT COALESCE(MAX(number) + 1, 0) FROM trials WHERE study_id = ?1")?
+            .query_row([self.study_id], |row| row.get(0))?;
+        let trial_id = tx
+            .prepare_cached("SELECT COALESCE(MAX(trial_id), 0) + 1 FROM trials")?
+            .query_row([], |row| row.get(0))?;
+        Ok((number, trial_id))
     }
 
-    fn insert_params(
+    /// `trial_params` rows of consecutive trials from `first_id`, one per column.
+    fn insert_params<'a>(
         &self,
         tx: &Transaction<'_>,
-        trial_id: i64,
-        params: &[f64],
+        first_id: i64,
+        params: impl Iterator<Item = &'a [f64]>,
     ) -> Result<(), rusqlite::Error> {
-        let mut stmt = tx.prepare_cached(
-            "INSERT INTO trial_params (trial_id, param_name, param_value, distribution_json) VALUES (?1, ?2, ?3, ?4)",
-        )?;
-        for ((name, json), value) in self.columns.iter().zip(params) {
-            stmt.execute((trial_id, name, value, json))?;
+        let mut rows = Vec::new();
+        for (trial_id, values) in (first_id..).zip(params) {
+            rows.extend(
+                self.columns
+                    .iter()
+                    .zip(values)
+                    .map(|((name, json), value)| (trial_id, name.as_str(), *value, json.as_str())),
+            );
         }
-        Ok(())
+        insert_many(
+            tx,
+            &PARAMS,
+            &rows,
+            |stmt, i, &(trial_id, name, value, json)| {
+                stmt.raw_bind_parameter(i, trial_id)?;
+                stmt.raw_bind_parameter(i + 1, name)?;
+                stmt.raw_bind_parameter(i + 2, value)?;
+                stmt.raw_bind_parameter(i + 3, json)
+            },
+        )
     }
 
     fn start(
@@ -577,19 +682,24 @@ impl WriterState {
         tx: &Transaction<'_>,
         trials: &[Started],
     ) -> Result<Vec<TrialHandle>, rusqlite::Error> {
-        let first = self.next_number(tx)?;
+        let (first_number, first_id) = self.next_ids(tx)?;
         let now = now_text();
-        let mut handles = Vec::with_capacity(trials.len());
+        let handles: Vec<TrialHandle> = (0..trials.len() as i64)
+            .map(|k| TrialHandle {
+                trial_id: first_id + k,
+                number: first_number + k,
+            })
+            .collect();
+        insert_many(tx, &TRIALS_RUNNING, &handles, |stmt, i, h| {
+            stmt.raw_bind_parameter(i, h.trial_id)?;
+            stmt.raw_bind_parameter(i + 1, h.number)?;
+            stmt.raw_bind_parameter(i + 2, self.study_id)?;
+            stmt.raw_bind_parameter(i + 3, &now)
+        })?;
+        self.insert_params(tx, first_id, trials.iter().map(|t| t.params.as_slice()))?;
         let mut rows = AttrRows::default();
-        for (number, trial) in (first..).zip(trials) {
-            tx.prepare_cached(
-                "INSERT INTO trials (number, study_id, state, datetime_start, datetime_complete) VALUES (?1, ?2, 'RUNNING', ?3, NULL)",
-            )?
-            .execute((number, self.study_id, &now))?;
-            let trial_id = tx.last_insert_rowid();
-            self.insert_params(tx, trial_id, &trial.params)?;
-            rows.system(trial_id, &trial.system_attrs);
-            handles.push(TrialHandle { trial_id, number });
+        for (h, trial) in handles.iter().zip(trials) {
+            rows.system(h.trial_id, &trial.system_attrs);
         }
         rows.insert(tx)?;
         self.stats.trials_started += trials.len() as u64;
@@ -603,20 +713,22 @@ impl WriterState {
     ) -> Result<(), rusqlite::Error> {
         let now = now_text();
         let mut rows = AttrRows::default();
+        let mut values = Vec::with_capacity(outcomes.len());
+        let mut update = tx.prepare_cached(
+            "UPDATE trials SET state = ?1, datetime_complete = ?2 WHERE trial_id = ?3 AND state = 'RUNNING'",
+        )?;
         for outcome in outcomes {
-            let changed = tx
-                .prepare_cached(
-                    "UPDATE trials SET state = ?1, datetime_complete = ?2 WHERE trial_id = ?3 AND state = 'RUNNING'",
-                )?
-                .execute((outcome.state.as_str(), &now, outcome.trial_id))?;
+            let changed = update.execute((outcome.state.as_str(), &now, outcome.trial_id))?;
             if changed == 0 {
                 self.stats.outcomes_dropped += 1;
                 continue;
             }
-            insert_value(tx, outcome.trial_id, outcome.value)?;
+            values.extend(value_row(outcome.trial_id, outcome.value));
             rows.user(outcome.trial_id, &outcome.user_attrs);
             self.stats.trials_finished += 1;
         }
+        drop(update);
+        insert_values(tx, &values)?;
         rows.insert(tx)
     }
 
@@ -625,18 +737,33 @@ impl WriterState {
         tx: &Transaction<'_>,
         records: &[Appended],
     ) -> Result<(), rusqlite::Error> {
-        let first = self.next_number(tx)?;
+        let (first_number, first_id) = self.next_ids(tx)?;
         let now = now_text();
+        let numbered: Vec<(i64, i64, &Appended)> = (0..records.len() as i64)
+            .zip(records)
+            .map(|(k, r)| (first_id + k, first_number + k, r))
+            .collect();
+        insert_many(
+            tx,
+            &TRIALS_FINISHED,
+            &numbered,
+            |stmt, i, &(trial_id, number, r)| {
+                stmt.raw_bind_parameter(i, trial_id)?;
+                stmt.raw_bind_parameter(i + 1, number)?;
+                stmt.raw_bind_parameter(i + 2, self.study_id)?;
+                stmt.raw_bind_parameter(i + 3, r.state.as_str())?;
+                stmt.raw_bind_parameter(i + 4, &now)?;
+                stmt.raw_bind_parameter(i + 5, r.state.is_finished().then_some(&now))
+            },
+        )?;
+        self.insert_params(tx, first_id, records.iter().map(|r| r.params.as_slice()))?;
+        let values: Vec<ValueRow> = numbered
+            .iter()
+            .filter_map(|&(trial_id, _, r)| value_row(trial_id, r.value))
+            .collect();
+        insert_values(tx, &values)?;
         let mut rows = AttrRows::default();
-        for (number, record) in (first..).zip(records) {
-            let complete = record.state.is_finished().then_some(&now);
-            tx.prepare_cached(
-                "INSERT INTO trials (number, study_id, state, datetime_start, datetime_complete) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute((number, self.study_id, record.state.as_str(), &now, complete))?;
-            let trial_id = tx.last_insert_rowid();
-            self.insert_params(tx, trial_id, &record.params)?;
-            insert_value(tx, trial_id, record.value)?;
+        for &(trial_id, _, record) in &numbered {
             rows.user(trial_id, &record.user_attrs);
             rows.system(trial_id, &record.system_attrs);
         }
@@ -646,27 +773,28 @@ impl WriterState {
     }
 }
 
-/// One `trial_values` row: `FINITE`, or NULL with `INF_POS` / `INF_NEG`; nothing for NaN.
-fn insert_value(
-    tx: &Transaction<'_>,
-    trial_id: i64,
-    value: Option<f64>,
-) -> Result<(), rusqlite::Error> {
-    let Some(value) = value.filter(|v| !v.is_nan()) else {
-        return Ok(());
-    };
-    let (stored, kind) = if value == f64::INFINITY {
-        (None, "INF_POS")
+/// `(trial_id, value or NULL, value_type)` of one `trial_values` row.
+type ValueRow = (i64, Option<f64>, &'static str);
+
+/// The `trial_values` row of a value: `FINITE`, or NULL with `INF_POS` / `INF_NEG`; none for
+/// NaN or no value.
+fn value_row(trial_id: i64, value: Option<f64>) -> Option<ValueRow> {
+    let value = value.filter(|v| !v.is_nan())?;
+    Some(if value == f64::INFINITY {
+        (trial_id, None, "INF_POS")
     } else if value == f64::NEG_INFINITY {
-        (None, "INF_NEG")
+        (trial_id, None, "INF_NEG")
     } else {
-        (Some(value), "FINITE")
-    };
-    tx.prepare_cached(
-        "INSERT INTO trial_values (trial_id, objective, value, value_type) VALUES (?1, 0, ?2, ?3)",
-    )?
-    .execute((trial_id, stored, kind))?;
-    Ok(())
+        (trial_id, Some(value), "FINITE")
+    })
+}
+
+fn insert_values(tx: &Transaction<'_>, rows: &[ValueRow]) -> Result<(), rusqlite::Error> {
+    insert_many(tx, &VALUES, rows, |stmt, i, &(trial_id, value, kind)| {
+        stmt.raw_bind_parameter(i, trial_id)?;
+        stmt.raw_bind_parameter(i + 1, value)?;
+        stmt.raw_bind_parameter(i + 2, kind)
+    })
 }
 
 /// Attribute rows of one message, inserted with multi-row statements.
@@ -678,46 +806,92 @@ struct AttrRows<'a> {
 
 impl<'a> AttrRows<'a> {
     fn user(&mut self, trial_id: i64, attrs: &'a Attrs) {
-        self.user.extend(
-            attrs
-                .iter()
-                .map(|(k, v)| (trial_id, k.as_str(), v.as_str())),
-        );
+        self.user
+            .extend(attrs.iter().map(|(k, v)| (trial_id, k, v)));
     }
 
     fn system(&mut self, trial_id: i64, attrs: &'a Attrs) {
-        self.system.extend(
-            attrs
-                .iter()
-                .map(|(k, v)| (trial_id, k.as_str(), v.as_str())),
-        );
+        self.system
+            .extend(attrs.iter().map(|(k, v)| (trial_id, k, v)));
     }
 
     fn insert(&self, tx: &Transaction<'_>) -> Result<(), rusqlite::Error> {
-        insert_rows(tx, "trial_user_attributes", &self.user)?;
-        insert_rows(tx, "trial_system_attributes", &self.system)
+        let bind = |stmt: &mut rusqlite::Statement<'_>, i, row: &(i64, &str, &str)| {
+            stmt.raw_bind_parameter(i, row.0)?;
+            stmt.raw_bind_parameter(i + 1, row.1)?;
+            stmt.raw_bind_parameter(i + 2, row.2)
+        };
+        insert_many(tx, &USER_ATTRS, &self.user, bind)?;
+        insert_many(tx, &SYSTEM_ATTRS, &self.system, bind)
     }
 }
 
-/// Rows per multi-row INSERT (3 bound values each, well under SQLite's 32,766 variables).
-const ROWS_PER_INSERT: usize = 128;
+/// One multi-row INSERT: the statement's head and one row's `VALUES` tuple with its number of
+/// bound values. `OR FAIL` rather than the default `ABORT`: a failing statement then needs no
+/// statement journal (SQLite otherwise copies every page a multi-row statement touches, to
+/// undo just that statement), and any failure rolls the whole transaction back anyway.
+struct MultiInsert {
+    head: &'static str,
+    row: &'static str,
+    width: usize,
+}
 
-fn insert_rows(
+const TRIALS_RUNNING: MultiInsert = MultiInsert {
+    head: "INSERT OR FAIL INTO trials (trial_id, number, study_id, state, datetime_start, datetime_complete) VALUES ",
+    row: "(?, ?, ?, 'RUNNING', ?, NULL)",
+    width: 4,
+};
+const TRIALS_FINISHED: MultiInsert = MultiInsert {
+    head: "INSERT OR FAIL INTO trials (trial_id, number, study_id, state, datetime_start, datetime_complete) VALUES ",
+    row: "(?, ?, ?, ?, ?, ?)",
+    width: 6,
+};
+const PARAMS: MultiInsert = MultiInsert {
+    head: "INSERT OR FAIL INTO trial_params (trial_id, param_name, param_value, distribution_json) VALUES ",
+    row: "(?, ?, ?, ?)",
+    width: 4,
+};
+const VALUES: MultiInsert = MultiInsert {
+    head: "INSERT OR FAIL INTO trial_values (trial_id, objective, value, value_type) VALUES ",
+    row: "(?, 0, ?, ?)",
+    width: 3,
+};
+const USER_ATTRS: MultiInsert = MultiInsert {
+    head: "INSERT OR FAIL INTO trial_user_attributes (trial_id, key, value_json) VALUES ",
+    row: "(?, ?, ?)",
+    width: 3,
+};
+const SYSTEM_ATTRS: MultiInsert = MultiInsert {
+    head: "INSERT OR FAIL INTO trial_system_attributes (trial_id, key, value_json) VALUES ",
+    row: "(?, ?, ?)",
+    width: 3,
+};
+
+/// Rows per multi-row INSERT (at most 6 bound values each, well under SQLite's 32,766
+/// variables). Full chunks share one cached statement per table.
+const ROWS_PER_INSERT: usize = 256;
+
+/// Inserts `rows` by multi-row statements of up to [`ROWS_PER_INSERT`] rows; `bind` binds one
+/// row's `width` values from the given 1-based index.
+fn insert_many<R>(
     tx: &Transaction<'_>,
-    table: &str,
-    rows: &[(i64, &str, &str)],
+    insert: &MultiInsert,
+    rows: &[R],
+    bind: impl Fn(&mut rusqlite::Statement<'_>, usize, &R) -> Result<(), rusqlite::Error>,
 ) -> Result<(), rusqlite::Error> {
+    let mut sql = String::new();
     for chunk in rows.chunks(ROWS_PER_INSERT) {
-        let placeholders = vec!["(?, ?, ?)"; chunk.len()].join(", ");
-        let mut stmt = tx.prepare_cached(&format!(
-            "INSERT INTO {table} (trial_id, key, value_json) VALUES {placeholders}"
-        ))?;
-        let mut i = 1;
-        for (trial_id, key, value) in chunk {
-            stmt.raw_bind_parameter(i, trial_id)?;
-            stmt.raw_bind_parameter(i + 1, key)?;
-            stmt.raw_bind_parameter(i + 2, value)?;
-            i += 3;
+        sql.clear();
+        sql.push_str(insert.head);
+        for k in 0..chunk.len() {
+            if k > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(insert.row);
+        }
+        let mut stmt = tx.prepare_cached(&sql)?;
+        for (k, row) in chunk.iter().enumerate() {
+            bind(&mut stmt, 1 + k * insert.width, row)?;
         }
         stmt.raw_execute()?;
     }
