@@ -54,17 +54,20 @@ pub struct BenchKernelsArgs {
     /// Backends to time.
     #[arg(long, value_enum, default_value = "all")]
     pub backend: BenchBackend,
-    /// The spec (its grid is swept in order up to --sets).
+    /// The spec (each backend runs N points spread evenly over its grid).
     #[arg(long, default_value = "examples/rsi_ema_bench.toml")]
     pub spec: PathBuf,
     /// Market data. Default: ../shared/data/binance when present (the four symbols, 1h,
     /// 2020-2025), else synthetic data of that shape generated first (not timed).
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Param sets for the SIMD backend (the first N points of the grid).
+    /// Param sets for the SIMD backend: N points of the grid in runs of 2,048 consecutive
+    /// points (as a sweep's batches hold them), the runs spread evenly over the grid so every
+    /// region weighs as in a full sweep.
     #[arg(long, default_value_t = 100_000)]
     pub sets: usize,
-    /// Param sets for the scalar reference (its rate is measured on these).
+    /// Param sets for the scalar reference (its rate is measured on these; spread evenly
+    /// over the grid).
     #[arg(long, default_value_t = 64)]
     pub scalar_sets: usize,
     /// Param sets for the GPU backend.
@@ -322,14 +325,17 @@ fn bench_kernels(args: &BenchKernelsArgs, out: &mut dyn Write) -> anyhow::Result
     let spec = &research.spec;
     let grid = research.grid()?;
     let bar_symbols = research.bar_symbols();
-    let sets_for = |n: usize| -> anyhow::Result<Vec<etrading_kernels::spec::ParamSet>> {
-        (0..(n as u64).min(grid.total))
+    // The batch backends share indicators and rules between neighbouring grid points, as in a
+    // sweep: they get runs of consecutive points; the reference runs each set alone.
+    let sets_for = |n: usize, run: u64| -> anyhow::Result<Vec<etrading_kernels::spec::ParamSet>> {
+        spread_runs(n as u64, grid.total, run)
             .map(|i| spec.params.decode(i).map_err(|e| anyhow::anyhow!("{e}")))
             .collect()
     };
     let mut results = Vec::new();
     let time = |backend: Backend, n: usize| -> anyhow::Result<(usize, f64)> {
-        let sets = sets_for(n)?;
+        let run = if backend == Backend::Scalar { 1 } else { 2048 };
+        let sets = sets_for(n, run)?;
         let mut rows = vec![Metrics::default(); sets.len() * research.windows.len()];
         let t0 = Instant::now();
         let report = batch::run(&input, &sets, backend, &mut rows, &|_| {})
@@ -454,6 +460,54 @@ fn bench_kernels(args: &BenchKernelsArgs, out: &mut dyn Write) -> anyhow::Result
         )?;
     }
     Ok(())
+}
+
+/// `n` grid indices out of `0..total` (all of them when `n >= total`), in runs of `run`
+/// consecutive indices whose starts are spread evenly over the grid.
+fn spread_runs(n: u64, total: u64, run: u64) -> impl Iterator<Item = u64> {
+    let n = n.min(total);
+    let run = run.clamp(1, n.max(1));
+    let runs = n.div_ceil(run);
+    // Starts k * (total - run) / (runs - 1): the first run at 0, the last ending at total.
+    let span = total - run;
+    (0..runs).flat_map(move |k| {
+        let start = if runs == 1 {
+            0
+        } else {
+            (u128::from(k) * u128::from(span) / u128::from(runs - 1)) as u64
+        };
+        let len = run.min(n - k * run);
+        start..start + len
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spread_runs;
+
+    fn check(n: u64, total: u64, run: u64, want: &[u64]) {
+        assert_eq!(
+            spread_runs(n, total, run).collect::<Vec<_>>(),
+            want,
+            "spread_runs({n}, {total}, {run})"
+        );
+    }
+
+    #[test]
+    fn spread_runs_cover_the_grid_evenly() {
+        check(4, 10, 1, &[0, 3, 6, 9]);
+        check(4, 10, 2, &[0, 1, 8, 9]);
+        check(5, 12, 2, &[0, 1, 5, 6, 10]);
+        check(5, 3, 1, &[0, 1, 2]);
+        check(5, 3, 2048, &[0, 1, 2]);
+        check(0, 3, 4, &[]);
+        let big: Vec<u64> = spread_runs(100_000, 1_113_200, 2048).collect();
+        assert_eq!(big.len(), 100_000);
+        assert!(big.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(big[0], 0);
+        assert!(*big.last().unwrap() < 1_113_200);
+        assert!(*big.last().unwrap() >= 1_113_200 - 2048);
+    }
 }
 
 /// One of the issues' speed targets against this run's figure.
