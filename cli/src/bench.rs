@@ -481,35 +481,6 @@ fn spread_runs(n: u64, total: u64, run: u64) -> impl Iterator<Item = u64> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::spread_runs;
-
-    fn check(n: u64, total: u64, run: u64, want: &[u64]) {
-        assert_eq!(
-            spread_runs(n, total, run).collect::<Vec<_>>(),
-            want,
-            "spread_runs({n}, {total}, {run})"
-        );
-    }
-
-    #[test]
-    fn spread_runs_cover_the_grid_evenly() {
-        check(4, 10, 1, &[0, 3, 6, 9]);
-        check(4, 10, 2, &[0, 1, 8, 9]);
-        check(5, 12, 2, &[0, 1, 5, 6, 10]);
-        check(5, 3, 1, &[0, 1, 2]);
-        check(5, 3, 2048, &[0, 1, 2]);
-        check(0, 3, 4, &[]);
-        let big: Vec<u64> = spread_runs(100_000, 1_113_200, 2048).collect();
-        assert_eq!(big.len(), 100_000);
-        assert!(big.windows(2).all(|w| w[0] < w[1]));
-        assert_eq!(big[0], 0);
-        assert!(*big.last().unwrap() < 1_113_200);
-        assert!(*big.last().unwrap() >= 1_113_200 - 2048);
-    }
-}
-
 /// One of the issues' speed targets against this run's figure.
 struct Target {
     name: &'static str,
@@ -546,4 +517,33 @@ fn bench_targets(
     push("gpu bar-sets/s (H100)", 1.0e11, gpu_rate);
     push("gpu speed-up over simd (H100)", 100.0, gpu_speedup);
     targets
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spread_runs;
+
+    fn check(n: u64, total: u64, run: u64, want: &[u64]) {
+        assert_eq!(
+            spread_runs(n, total, run).collect::<Vec<_>>(),
+            want,
+            "spread_runs({n}, {total}, {run})"
+        );
+    }
+
+    #[test]
+    fn spread_runs_cover_the_grid_evenly() {
+        check(4, 10, 1, &[0, 3, 6, 9]);
+        check(4, 10, 2, &[0, 1, 8, 9]);
+        check(5, 12, 2, &[0, 1, 5, 6, 10]);
+        check(5, 3, 1, &[0, 1, 2]);
+        check(5, 3, 2048, &[0, 1, 2]);
+        check(0, 3, 4, &[]);
+        let big: Vec<u64> = spread_runs(100_000, 1_113_200, 2048).collect();
+        assert_eq!(big.len(), 100_000);
+        assert!(big.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(big[0], 0);
+        assert!(*big.last().unwrap() < 1_113_200);
+        assert!(*big.last().unwrap() >= 1_113_200 - 2048);
+    }
 }
