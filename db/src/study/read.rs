@@ -399,16 +399,11 @@ impl StudyFile {
                 };
                 let value: Option<f64> = row.get(2).map_err(&err)?;
                 let kind: String = row.get(3).map_err(&err)?;
-                let value = match (kind.as_str(), value) {
-                    ("FINITE", Some(v)) => v,
-                    ("INF_POS", _) => f64::INFINITY,
-                    ("INF_NEG", _) => f64::NEG_INFINITY,
-                    _ => {
-                        return Err(bad(
-                            trials[i].number,
-                            format!("value type {kind:?} with value {value:?}"),
-                        ));
-                    }
+                let Some(value) = stored_value(&kind, value) else {
+                    return Err(bad(
+                        trials[i].number,
+                        format!("value type {kind:?} with value {value:?}"),
+                    ));
                 };
                 trials[i].values.push(value);
             }
@@ -431,12 +426,8 @@ impl StudyFile {
                 let step: i64 = row.get(1).map_err(&err)?;
                 let value: Option<f64> = row.get(2).map_err(&err)?;
                 let kind: String = row.get(3).map_err(&err)?;
-                let value = match (kind.as_str(), value) {
-                    ("FINITE", Some(v)) => v,
-                    ("INF_POS", _) => f64::INFINITY,
-                    ("INF_NEG", _) => f64::NEG_INFINITY,
-                    _ => f64::NAN,
-                };
+                // Optuna writes NAN (NULL value) for a NaN intermediate value.
+                let value = stored_value(&kind, value).unwrap_or(f64::NAN);
                 trials[i].intermediate_values.push((step, value));
             }
         }
@@ -494,5 +485,16 @@ impl StudyFile {
             name: name.to_string(),
             trials,
         })
+    }
+}
+
+/// A value as Optuna stores it: `FINITE` with the number, or `INF_POS` / `INF_NEG` (value
+/// NULL); `None` for any other pair.
+fn stored_value(kind: &str, value: Option<f64>) -> Option<f64> {
+    match (kind, value) {
+        ("FINITE", Some(v)) => Some(v),
+        ("INF_POS", _) => Some(f64::INFINITY),
+        ("INF_NEG", _) => Some(f64::NEG_INFINITY),
+        _ => None,
     }
 }
