@@ -1198,3 +1198,142 @@ mod talib {
         check_rule(resolved.rules.long_entry.as_ref(), None);
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// The columnar evaluator against the per-bar one
+
+/// A random condition over `a`, `b`, `close`, the params and constants: comparisons of
+/// arithmetic, `and`/`or`/`not`, `prev` of numbers and conditions, crosses.
+fn random_condition(rng: &mut u64, depth: u32) -> String {
+    let mut next = |n: u64| {
+        *rng ^= *rng << 13;
+        *rng ^= *rng >> 7;
+        *rng ^= *rng << 17;
+        *rng % n
+    };
+    fn number(next: &mut dyn FnMut(u64) -> u64, depth: u32) -> String {
+        let leaf = ["a", "b", "close", "k", "x", "2", "0.5", "-1"];
+        if depth == 0 || next(3) == 0 {
+            return leaf[next(leaf.len() as u64) as usize].to_string();
+        }
+        match next(4) {
+            0 => format!("prev({}, {})", number(next, depth - 1), next(300)),
+            1 => format!("-({})", number(next, depth - 1)),
+            _ => {
+                let op = ["+", "-", "*", "/"][next(4) as usize];
+                format!(
+                    "({} {op} {})",
+                    number(next, depth - 1),
+                    number(next, depth - 1)
+                )
+            }
+        }
+    }
+    fn condition(next: &mut dyn FnMut(u64) -> u64, depth: u32) -> String {
+        match next(if depth == 0 { 2 } else { 7 }) {
+            0 => {
+                let op = ["<", "<=", ">", ">=", "==", "!="][next(6) as usize];
+                format!(
+                    "{} {op} {}",
+                    number(next, depth.saturating_sub(1)),
+                    number(next, depth.saturating_sub(1))
+                )
+            }
+            1 => ["true", "false", "flag"][next(3) as usize].to_string(),
+            2 => format!("not ({})", condition(next, depth - 1)),
+            3 => format!("prev({}, k)", condition(next, depth - 1)),
+            4 => format!(
+                "cross_{}({}, {})",
+                ["above", "below"][next(2) as usize],
+                number(next, depth - 1),
+                number(next, depth - 1)
+            ),
+            _ => {
+                let op = ["and", "or"][next(2) as usize];
+                format!(
+                    "({}) {op} ({})",
+                    condition(next, depth - 1),
+                    condition(next, depth - 1)
+                )
+            }
+        }
+    }
+    condition(&mut next, depth)
+}
+
+/// Column `seed`: a random walk with NaN warm-up and holes, and repeated values (ties).
+fn random_column(rng: &mut u64, len: usize) -> Vec<f64> {
+    let mut v = 1.0;
+    (0..len)
+        .map(|bar| {
+            *rng ^= *rng << 13;
+            *rng ^= *rng >> 7;
+            *rng ^= *rng << 17;
+            let r = *rng % 100;
+            v += (r as f64 - 49.5) / 50.0;
+            if bar < (*rng >> 40) as usize % 40 || r < 3 {
+                f64::NAN
+            } else if r < 10 {
+                1.0
+            } else {
+                v
+            }
+        })
+        .collect()
+}
+
+fn check_columns_equal_bars(rule: &str, close: &[f64], a: &[f64], b: &[f64]) {
+    let params = [
+        ParamValue::Int(2),
+        ParamValue::Float(1.5),
+        ParamValue::Bool(true),
+    ];
+    let compiled =
+        expr::compile(rule, &TestNames).unwrap_or_else(|error| panic!("{rule}: {error}"));
+    let bound = compiled.bind(&params).expect("bind");
+    let bars = BarColumns {
+        open: close,
+        high: close,
+        low: close,
+        close,
+        volume: close,
+    };
+    let indicators: [&[f64]; 2] = [a, b];
+    let inputs = RuleInputs {
+        bars,
+        indicators: &indicators,
+    };
+    let mut per_bar = vec![false; close.len()];
+    bound.eval_into(&inputs, &mut per_bar).expect("eval_into");
+    let mut columns = vec![true; close.len()];
+    bound
+        .eval_columns(&inputs, &mut columns, &mut Vec::new())
+        .expect("eval_columns");
+    let first = per_bar.iter().zip(&columns).position(|(p, c)| p != c);
+    assert_eq!(first, None, "{rule}: first difference at bar {first:?}");
+}
+
+#[test]
+fn columnar_evaluation_equals_per_bar_evaluation() {
+    // Lengths around the 256-bar block: shorter, exact, and crossing several blocks.
+    let mut rng = 0x9E37_79B9_7F4A_7C15_u64;
+    for case in 0..400 {
+        let len = [1, 7, 255, 256, 257, 700][case % 6];
+        let (close, a, b) = (
+            random_column(&mut rng, len),
+            random_column(&mut rng, len),
+            random_column(&mut rng, len),
+        );
+        let rule = random_condition(&mut rng, 3);
+        check_columns_equal_bars(&rule, &close, &a, &b);
+    }
+    // The bench's rules, whose loads are never copied.
+    let (close, a, b) = (
+        random_column(&mut rng, 1000),
+        random_column(&mut rng, 1000),
+        random_column(&mut rng, 1000),
+    );
+    for rule in ["a < x and close > b", "a > k", "prev(a, 300) > b", "true"] {
+        check_columns_equal_bars(rule, &close, &a, &b);
+    }
+}

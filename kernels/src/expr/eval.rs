@@ -42,28 +42,102 @@ fn truth(flag: bool) -> f64 {
     if flag { 1.0 } else { 0.0 }
 }
 
-/// `lhs[i] = lhs[i] op rhs[i]`, with the op chosen once per block.
-fn binary_columns(op: BinaryOp, lhs: &mut [f64], rhs: &[f64]) {
+/// Where a stack entry of [`BoundRule::eval_columns`] lives for the current block: written
+/// into the stack's scratch rows, still in its source column (a load with the whole block
+/// past its lag), or one value for every bar of the block (a constant, or an op on two). Loads
+/// are not copied: a binary op reads its operands where they are and writes the result into
+/// the lower entry's stack row.
+#[derive(Clone, Copy)]
+enum Entry<'c> {
+    Stack,
+    Column(&'c [f64]),
+    Scalar(f64),
+}
+
+/// An operand of [`apply`]: the destination row itself, a column, or one value.
+trait Operand: Copy {
+    fn at(self, dst: &[f64], i: usize) -> f64;
+}
+
+#[derive(Clone, Copy)]
+struct InPlace;
+
+impl Operand for InPlace {
     #[inline(always)]
-    fn apply(lhs: &mut [f64], rhs: &[f64], f: impl Fn(f64, f64) -> f64) {
-        for (l, &r) in lhs.iter_mut().zip(rhs) {
-            *l = f(*l, r);
-        }
+    fn at(self, dst: &[f64], i: usize) -> f64 {
+        dst[i]
     }
+}
+
+impl Operand for &[f64] {
+    #[inline(always)]
+    fn at(self, _: &[f64], i: usize) -> f64 {
+        self[i]
+    }
+}
+
+impl Operand for f64 {
+    #[inline(always)]
+    fn at(self, _: &[f64], _: usize) -> f64 {
+        self
+    }
+}
+
+/// `dst[i] = f(lhs[i], rhs[i])` for every bar of the block.
+#[inline(always)]
+fn apply(dst: &mut [f64], lhs: impl Operand, rhs: impl Operand, f: impl Fn(f64, f64) -> f64) {
+    for i in 0..dst.len() {
+        dst[i] = f(lhs.at(dst, i), rhs.at(dst, i));
+    }
+}
+
+/// The value of one binary op; [`BoundRule::eval_bar`] computes the same.
+#[inline(always)]
+fn binary_value(op: BinaryOp, l: f64, r: f64) -> f64 {
     match op {
-        BinaryOp::Add => apply(lhs, rhs, |l, r| l + r),
-        BinaryOp::Sub => apply(lhs, rhs, |l, r| l - r),
-        BinaryOp::Mul => apply(lhs, rhs, |l, r| l * r),
-        BinaryOp::Div => apply(lhs, rhs, |l, r| l / r),
-        BinaryOp::Lt => apply(lhs, rhs, |l, r| truth(l < r)),
-        BinaryOp::Le => apply(lhs, rhs, |l, r| truth(l <= r)),
-        BinaryOp::Gt => apply(lhs, rhs, |l, r| truth(l > r)),
-        BinaryOp::Ge => apply(lhs, rhs, |l, r| truth(l >= r)),
-        BinaryOp::Eq => apply(lhs, rhs, |l, r| truth(l == r)),
-        BinaryOp::Ne => apply(lhs, rhs, |l, r| truth(!l.is_nan() && !r.is_nan() && l != r)),
-        BinaryOp::And => apply(lhs, rhs, |l, r| truth(l != 0.0 && r != 0.0)),
-        BinaryOp::Or => apply(lhs, rhs, |l, r| truth(l != 0.0 || r != 0.0)),
+        BinaryOp::Add => l + r,
+        BinaryOp::Sub => l - r,
+        BinaryOp::Mul => l * r,
+        BinaryOp::Div => l / r,
+        BinaryOp::Lt => truth(l < r),
+        BinaryOp::Le => truth(l <= r),
+        BinaryOp::Gt => truth(l > r),
+        BinaryOp::Ge => truth(l >= r),
+        BinaryOp::Eq => truth(l == r),
+        BinaryOp::Ne => truth(!l.is_nan() && !r.is_nan() && l != r),
+        BinaryOp::And => truth(l != 0.0 && r != 0.0),
+        BinaryOp::Or => truth(l != 0.0 || r != 0.0),
     }
+}
+
+/// `dst = lhs op rhs` over a block, with the op chosen once per block (each arm is its own
+/// loop, which the compiler vectorises).
+#[inline(always)]
+fn binary_block(op: BinaryOp, dst: &mut [f64], lhs: impl Operand, rhs: impl Operand) {
+    match op {
+        BinaryOp::Add => apply(dst, lhs, rhs, |l, r| binary_value(BinaryOp::Add, l, r)),
+        BinaryOp::Sub => apply(dst, lhs, rhs, |l, r| binary_value(BinaryOp::Sub, l, r)),
+        BinaryOp::Mul => apply(dst, lhs, rhs, |l, r| binary_value(BinaryOp::Mul, l, r)),
+        BinaryOp::Div => apply(dst, lhs, rhs, |l, r| binary_value(BinaryOp::Div, l, r)),
+        BinaryOp::Lt => apply(dst, lhs, rhs, |l, r| binary_value(BinaryOp::Lt, l, r)),
+        BinaryOp::Le => apply(dst, lhs, rhs, |l, r| binary_value(BinaryOp::Le, l, r)),
+        BinaryOp::Gt => apply(dst, lhs, rhs, |l, r| binary_value(BinaryOp::Gt, l, r)),
+        BinaryOp::Ge => apply(dst, lhs, rhs, |l, r| binary_value(BinaryOp::Ge, l, r)),
+        BinaryOp::Eq => apply(dst, lhs, rhs, |l, r| binary_value(BinaryOp::Eq, l, r)),
+        BinaryOp::Ne => apply(dst, lhs, rhs, |l, r| binary_value(BinaryOp::Ne, l, r)),
+        BinaryOp::And => apply(dst, lhs, rhs, |l, r| binary_value(BinaryOp::And, l, r)),
+        BinaryOp::Or => apply(dst, lhs, rhs, |l, r| binary_value(BinaryOp::Or, l, r)),
+    }
+}
+
+/// Writes entry `index` into its stack row (`row`), if it is not there yet.
+fn materialize(entries: &mut [Entry<'_>], index: usize, row: &mut [f64]) {
+    match entries[index] {
+        Entry::Stack => {}
+        Entry::Column(column) => row.copy_from_slice(column),
+        Entry::Scalar(value) => row.fill(value),
+    }
+    entries[index] = Entry::Stack;
 }
 
 /// Bars per block of [`BoundRule::eval_columns`].
@@ -101,17 +175,22 @@ impl BoundRule {
         const B: usize = COLUMN_BLOCK;
         stack.clear();
         stack.resize(MAX_STACK_DEPTH * B, 0.0);
+        let mut entries = [Entry::Stack; MAX_STACK_DEPTH];
         let mut start = 0;
         while start < bar_count {
             let len = B.min(bar_count - start);
+            let row = |k: usize| k * B..k * B + len;
             let mut top = 0usize;
             for op in &self.ops {
                 match *op {
                     BoundOp::Load { source, lag_bars } => {
-                        let dst = &mut stack[top * B..top * B + len];
-                        match source {
+                        entries[top] = match source {
+                            BoundSource::Const { value, .. } if start >= lag_bars => {
+                                Entry::Scalar(value)
+                            }
                             BoundSource::Const { value, condition } => {
                                 let missing = if condition { 0.0 } else { f64::NAN };
+                                let dst = &mut stack[top * B..top * B + len];
                                 for (i, d) in dst.iter_mut().enumerate() {
                                     *d = if start + i >= lag_bars {
                                         value
@@ -119,6 +198,7 @@ impl BoundRule {
                                         missing
                                     };
                                 }
+                                Entry::Stack
                             }
                             BoundSource::Series(_) | BoundSource::Indicator(_) => {
                                 let column = match source {
@@ -126,24 +206,37 @@ impl BoundRule {
                                     BoundSource::Indicator(slot) => inputs.indicators[slot],
                                     BoundSource::Const { .. } => &[],
                                 };
-                                // Bars before the lag read NaN; the rest read `lag_bars` back.
-                                let first = lag_bars.saturating_sub(start).min(len);
-                                dst[..first].fill(f64::NAN);
-                                if first < len {
-                                    let from = start + first - lag_bars;
-                                    dst[first..].copy_from_slice(&column[from..from + len - first]);
+                                if start >= lag_bars {
+                                    let from = start - lag_bars;
+                                    Entry::Column(&column[from..from + len])
+                                } else {
+                                    // Bars before the lag read NaN; the rest read `lag_bars`
+                                    // back.
+                                    let dst = &mut stack[top * B..top * B + len];
+                                    let first = (lag_bars - start).min(len);
+                                    dst[..first].fill(f64::NAN);
+                                    if first < len {
+                                        let from = start + first - lag_bars;
+                                        dst[first..]
+                                            .copy_from_slice(&column[from..from + len - first]);
+                                    }
+                                    Entry::Stack
                                 }
                             }
-                        }
+                        };
                         top += 1;
                     }
                     BoundOp::Neg => {
-                        for x in &mut stack[(top - 1) * B..(top - 1) * B + len] {
+                        let r = row(top - 1);
+                        materialize(&mut entries, top - 1, &mut stack[r.clone()]);
+                        for x in &mut stack[r] {
                             *x = -*x;
                         }
                     }
                     BoundOp::Not => {
-                        for x in &mut stack[(top - 1) * B..(top - 1) * B + len] {
+                        let r = row(top - 1);
+                        materialize(&mut entries, top - 1, &mut stack[r.clone()]);
+                        for x in &mut stack[r] {
                             *x = 1.0 - *x;
                         }
                     }
@@ -152,17 +245,61 @@ impl BoundRule {
                         condition,
                     } => {
                         let guarded = lag_bars.saturating_sub(start).min(len);
-                        let missing = if condition { 0.0 } else { f64::NAN };
-                        stack[(top - 1) * B..(top - 1) * B + guarded].fill(missing);
+                        if guarded > 0 {
+                            let r = row(top - 1);
+                            materialize(&mut entries, top - 1, &mut stack[r.clone()]);
+                            let missing = if condition { 0.0 } else { f64::NAN };
+                            stack[r.start..r.start + guarded].fill(missing);
+                        }
                     }
                     BoundOp::Binary(op) => {
                         let (lower, upper) = stack.split_at_mut((top - 1) * B);
-                        let lhs = &mut lower[(top - 2) * B..(top - 2) * B + len];
+                        let dst = &mut lower[(top - 2) * B..(top - 2) * B + len];
                         let rhs = &upper[..len];
-                        binary_columns(op, lhs, rhs);
+                        entries[top - 2] = match (entries[top - 2], entries[top - 1]) {
+                            (Entry::Scalar(l), Entry::Scalar(r)) => {
+                                Entry::Scalar(binary_value(op, l, r))
+                            }
+                            (Entry::Stack, Entry::Stack) => {
+                                binary_block(op, dst, InPlace, rhs);
+                                Entry::Stack
+                            }
+                            (Entry::Stack, Entry::Column(r)) => {
+                                binary_block(op, dst, InPlace, r);
+                                Entry::Stack
+                            }
+                            (Entry::Stack, Entry::Scalar(r)) => {
+                                binary_block(op, dst, InPlace, r);
+                                Entry::Stack
+                            }
+                            (Entry::Column(l), Entry::Stack) => {
+                                binary_block(op, dst, l, rhs);
+                                Entry::Stack
+                            }
+                            (Entry::Column(l), Entry::Column(r)) => {
+                                binary_block(op, dst, l, r);
+                                Entry::Stack
+                            }
+                            (Entry::Column(l), Entry::Scalar(r)) => {
+                                binary_block(op, dst, l, r);
+                                Entry::Stack
+                            }
+                            (Entry::Scalar(l), Entry::Stack) => {
+                                binary_block(op, dst, l, rhs);
+                                Entry::Stack
+                            }
+                            (Entry::Scalar(l), Entry::Column(r)) => {
+                                binary_block(op, dst, l, r);
+                                Entry::Stack
+                            }
+                        };
                         top -= 1;
                     }
                     BoundOp::Cross { above, lag_bars } => {
+                        for k in top - 4..top {
+                            let r = row(k);
+                            materialize(&mut entries, k, &mut stack[r]);
+                        }
                         let base = (top - 4) * B;
                         let (dst, rest) = stack[base..].split_at_mut(B);
                         let (b_now, rest) = rest.split_at(B);
@@ -181,8 +318,19 @@ impl BoundRule {
                     }
                 }
             }
-            for (o, v) in out[start..start + len].iter_mut().zip(&stack[..len]) {
-                *o = *v != 0.0;
+            let dst = &mut out[start..start + len];
+            match entries[0] {
+                Entry::Stack => {
+                    for (o, v) in dst.iter_mut().zip(&stack[..len]) {
+                        *o = *v != 0.0;
+                    }
+                }
+                Entry::Column(column) => {
+                    for (o, v) in dst.iter_mut().zip(column) {
+                        *o = *v != 0.0;
+                    }
+                }
+                Entry::Scalar(value) => dst.fill(value != 0.0),
             }
             start += len;
         }
@@ -253,20 +401,7 @@ impl BoundRule {
                     let rhs = stack[top - 1];
                     let lhs = stack[top - 2];
                     top -= 1;
-                    stack[top - 1] = match op {
-                        BinaryOp::Add => lhs + rhs,
-                        BinaryOp::Sub => lhs - rhs,
-                        BinaryOp::Mul => lhs * rhs,
-                        BinaryOp::Div => lhs / rhs,
-                        BinaryOp::Lt => truth(lhs < rhs),
-                        BinaryOp::Le => truth(lhs <= rhs),
-                        BinaryOp::Gt => truth(lhs > rhs),
-                        BinaryOp::Ge => truth(lhs >= rhs),
-                        BinaryOp::Eq => truth(lhs == rhs),
-                        BinaryOp::Ne => truth(!lhs.is_nan() && !rhs.is_nan() && lhs != rhs),
-                        BinaryOp::And => truth(lhs != 0.0 && rhs != 0.0),
-                        BinaryOp::Or => truth(lhs != 0.0 || rhs != 0.0),
-                    };
+                    stack[top - 1] = binary_value(op, lhs, rhs);
                 }
                 BoundOp::Cross { above, lag_bars } => {
                     let (a_now, b_now, a_prev, b_prev) = (
