@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import subprocess
 from pathlib import Path
 
@@ -131,12 +132,60 @@ def test_sweep_parquet_matches_csv(etrading_bin: Path, tmp_path: Path):
     assert meta.created_by.startswith("etrading ")
 
 
-def test_sweep_parquet_cannot_be_resumed(etrading_bin: Path, tmp_path: Path):
+def sweep(etrading_bin: Path, out: Path, *args: str, hook: str | None = None):
+    """`etrading sweep` of the small grid into `out`; `hook` sets ETRADING_SWEEP_TEST (batches
+    of a few sets, then a deterministic Ctrl-C or kill, see cli/src/sweep_cmd.rs)."""
+    env = {k: v for k, v in os.environ.items() if k != "ETRADING_SWEEP_TEST"}
+    if hook is not None:
+        env["ETRADING_SWEEP_TEST"] = hook
+    cmd = [str(etrading_bin), "sweep", str(SPEC), "--data", str(SAMPLE_DATA), *SMALL_GRID,
+           "--out", str(out), "--quiet", "--json", *args]
+    return subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, check=False,
+                          env=env)
+
+
+def test_sweep_parquet_resumes_after_ctrl_c_and_kill(etrading_bin: Path, tmp_path: Path):
+    csv_path, parquet = tmp_path / "sweep.csv", tmp_path / "sweep.parquet"
+    parts = tmp_path / "sweep.parquet.parts"
+    run(etrading_bin, "sweep", str(SPEC), "--data", str(SAMPLE_DATA), *SMALL_GRID,
+        "--out", str(csv_path), "--quiet", "--json")
+
+    # Ctrl-C after two batches of 3 sets: a closed file of 6 rows, no parts left.
+    proc = sweep(etrading_bin, parquet, hook="batch=3,interrupt=2")
+    assert proc.returncode == 1, proc.stderr
+    assert "holds the 6 sets finished" in proc.stderr
+    assert pq.read_table(parquet).num_rows == 6 and not parts.exists()
+
+    # Resumed, then killed after one more batch: the file is untouched, the batch in a part.
+    proc = sweep(etrading_bin, parquet, "--resume", hook="batch=3,abort=1")
+    assert proc.returncode == 137, proc.stderr
+    assert pq.read_table(parquet).num_rows == 6
+    assert [p.name for p in parts.iterdir()] == ["part-000001.parquet"]
+    assert pq.read_table(parts / "part-000001.parquet").num_rows == 3
+
+    proc = sweep(etrading_bin, parquet, "--resume")
+    assert proc.returncode == 0, proc.stderr
+    assert not parts.exists()
+    # Every grid point once, in the order and with the values of the uninterrupted CSV.
+    table = check_same_table(parquet, csv_path)
+    assert table.num_rows == 10
+    assert table.schema.field("grid_index").type == pa.int64()
+    assert table.schema.field("full_total_return").type == pa.float64()
+    meta = pq.ParquetFile(parquet).metadata
+    kv = meta.metadata
+    assert kv[b"etrading.schema"] == b"etrading.sweep/1"
+    assert kv[b"etrading.sweep.spec"] == SPEC.read_bytes()
+    assert kv[b"etrading.sweep.set"] == b"ema_long=200 rsi_lower=30 rsi_upper=70 rsi_window=14"
+    assert meta.num_row_groups == 4  # 3 + 3 from the interrupted run, 3, then 1
+    assert meta.created_by.startswith("etrading ")
+
+
+def test_sweep_parquet_resume_refuses_another_sweep(etrading_bin: Path, tmp_path: Path):
     parquet = tmp_path / "sweep.parquet"
-    proc = subprocess.run(
-        [str(etrading_bin), "sweep", str(SPEC), "--data", str(SAMPLE_DATA), *SMALL_GRID,
-         "--out", str(parquet), "--resume", "--quiet"],
-        cwd=REPO_ROOT, capture_output=True, text=True, check=False)
-    assert proc.returncode != 0
-    assert "--resume continues a sweep from a CSV --out" in proc.stderr
-    assert not parquet.exists()
+    proc = sweep(etrading_bin, parquet, hook="batch=4,interrupt=1")
+    assert proc.returncode == 1, proc.stderr
+    stored = parquet.read_bytes()
+    proc = sweep(etrading_bin, parquet, "--resume", "--capital", "5000")
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f"error: {parquet}: another sweep's output: the capital differs")
+    assert parquet.read_bytes() == stored
