@@ -14,6 +14,7 @@
 //#include shared/sim.wgsl
 //#include shared/metrics.wgsl
 //#include shared/state.wgsl
+//#include shared/indicators.wgsl
 //#generated rules
 
 fn window_last_valid(w: u32, s: u32) -> u32 {
@@ -36,6 +37,11 @@ fn run_window(w: u32, row: u32) {
     if (status == STATUS_NOT_STARTED) {
         state_start(w);
         bar_from = start;
+        // Streamed indicators start at the first bar of the data, as the CPU computes them
+        // over each symbol's whole span (an empty window needs none).
+        if (N_STREAMS > 0u && end > start) {
+            bar_from = min(dims.warm_from, start);
+        }
     } else if (status == STATUS_IN_PROGRESS) {
         state_load(row);
         bar_from = state[row].next_bar;
@@ -43,9 +49,25 @@ fn run_window(w: u32, row: u32) {
         // Finished, or stopped by the loop budget.
         return;
     }
+    if (bar_from < start) {
+        // A warm-up dispatch: the streamed indicators only, up to `warm_bars_per_chunk` bars
+        // (cheap ones: the host sizes them by `plan::warm_bars_per_chunk`).
+        let warm_to = min(start, bar_from + dims.warm_bars_per_chunk);
+        for (var t = bar_from; t < warm_to; t += 1u) {
+            streams_update(t);
+        }
+        if (!loop_budget_intact()) {
+            out[row].status = STATUS_LOOP_BUDGET;
+            return;
+        }
+        state_store(row, warm_to);
+        return;
+    }
     let bar_to = min(end, bar_from + dims.bars_per_chunk);
     let at_close = FILL_CLOSE;
     for (var t = bar_from; t < bar_to; t += 1u) {
+        // The streamed indicators see bar t before the rules read them at (4).
+        streams_update(t);
         // (1) §2.1: orders from the previous close fill at this open, closes first.
         if (!at_close) {
             var any_pending = false;
@@ -119,19 +141,26 @@ fn run_window(w: u32, row: u32) {
         // (5) §2.9: equity, margin use and drawdown at the close.
         var equity = wallet;
         var used: real = 0.0;
+        var any_open = false;
         for (var s = 0u; s < N_SYMBOLS; s += 1u) {
             if (pos[s].is_open) {
                 equity = equity + upnl(s, bar_value(COL_CLOSE, s, t));
                 used = used + pos[s].margin;
+                any_open = true;
             }
         }
         metrics_bar(equity, used, paid);
+        // f32: keep a nearly empty account out of the subnormal range (sim.wgsl).
+        if (MONEY_RESCALE && !any_open) {
+            money_rescale();
+        }
     }
     if (!loop_budget_intact()) {
         out[row].status = STATUS_LOOP_BUDGET;
         return;
     }
     if (bar_to >= end) {
+        acc.money_exp = money_exp;
         acc.status = STATUS_WRITTEN;
         out[row] = acc;
     } else {

@@ -73,8 +73,9 @@ pub struct BenchKernelsArgs {
     /// Param sets for the GPU backend.
     #[arg(long, default_value_t = 1_000_000)]
     pub gpu_sets: usize,
-    /// Float precision of the GPU backend.
-    #[arg(long, value_enum, default_value = "f32")]
+    /// Float precision: auto times the SIMD backend in f64 (the row the targets read) and in
+    /// f32, and the GPU in f32; f32 or f64 times each backend at that precision only.
+    #[arg(long, value_enum, default_value = "auto")]
     pub precision: crate::research::PrecisionArg,
     /// Print JSON.
     #[arg(long)]
@@ -239,7 +240,8 @@ fn rayon_threads() -> usize {
 /// 2020-2025, end to end per batch (indicators, signals, simulation, metrics; data loading
 /// excluded), in bar-sets per second (bars x symbols x sets / s).
 fn bench_kernels(args: &BenchKernelsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    use etrading_kernels::batch::{self, Backend, lanes::SimdLevel};
+    use crate::research::PrecisionArg;
+    use etrading_kernels::batch::{self, Backend, Precision, lanes::SimdLevel};
     use etrading_kernels::engine::Metrics;
 
     let tmp;
@@ -353,6 +355,7 @@ fn bench_kernels(args: &BenchKernelsArgs, out: &mut dyn Write) -> anyhow::Result
         results.push((
             "gpu",
             format!("{} {}", info.name, args.precision.gpu().name()),
+            args.precision.gpu(),
             n,
             secs,
         ));
@@ -361,28 +364,56 @@ fn bench_kernels(args: &BenchKernelsArgs, out: &mut dyn Write) -> anyhow::Result
         args.backend,
         BenchBackend::All | BenchBackend::Simd | BenchBackend::Gpu
     ) {
-        let (n, secs) = time(Backend::Simd, args.sets)?;
-        results.push(("simd", SimdLevel::detect().name().to_string(), n, secs));
+        let precisions: &[Precision] = match args.precision {
+            PrecisionArg::Auto => &[Precision::F64, Precision::F32],
+            PrecisionArg::F64 => &[Precision::F64],
+            PrecisionArg::F32 => &[Precision::F32],
+        };
+        for &precision in precisions {
+            let (n, secs) = time(Backend::Simd(precision), args.sets)?;
+            let name = match precision {
+                Precision::F64 => "simd",
+                Precision::F32 => "simd f32",
+            };
+            let detail = SimdLevel::detect().label(precision).to_string();
+            results.push((name, detail, precision, n, secs));
+        }
     }
     if matches!(args.backend, BenchBackend::All | BenchBackend::Scalar) {
         let (n, secs) = time(Backend::Scalar, args.scalar_sets)?;
-        results.push(("scalar", "reference engine".to_string(), n, secs));
+        results.push((
+            "scalar",
+            "reference engine".to_string(),
+            Precision::F64,
+            n,
+            secs,
+        ));
     }
     let rate = |n: usize, secs: f64| n as f64 * bar_symbols as f64 / secs;
     let simd_rate = results
         .iter()
         .find(|r| r.0 == "simd")
-        .map(|r| rate(r.2, r.3));
+        .map(|r| rate(r.3, r.4));
     let scalar_rate = results
         .iter()
         .find(|r| r.0 == "scalar")
-        .map(|r| rate(r.2, r.3));
+        .map(|r| rate(r.3, r.4));
     let speedup = simd_rate.zip(scalar_rate).map(|(a, b)| a / b);
+    let simd_f32_rate = results
+        .iter()
+        .find(|r| r.0 == "simd f32")
+        .map(|r| rate(r.3, r.4));
+    let f32_speedup = simd_f32_rate.zip(scalar_rate).map(|(a, b)| a / b);
     let gpu_rate = results
         .iter()
         .find(|r| r.0 == "gpu")
-        .map(|r| rate(r.2, r.3));
-    let gpu_speedup = gpu_rate.zip(simd_rate).map(|(a, b)| a / b);
+        .map(|r| rate(r.3, r.4));
+    // Over the f64 SIMD row when there is one (the issues' yardstick), else the f32 one.
+    let (gpu_base, gpu_base_name) = match simd_rate {
+        Some(r) => (Some(r), "simd f64"),
+        None => (simd_f32_rate, "simd f32"),
+    };
+    let gpu_speedup = gpu_rate.zip(gpu_base).map(|(a, b)| a / b);
     let peak = peak_rss_bytes();
     let targets = bench_targets(simd_rate, speedup, gpu_rate, gpu_speedup);
     if args.json {
@@ -394,13 +425,16 @@ fn bench_kernels(args: &BenchKernelsArgs, out: &mut dyn Write) -> anyhow::Result
             "symbols": research.panel.n_symbols(),
             "bars": research.panel.n_bars(),
             "threads": rayon::current_num_threads(),
-            "backends": results.iter().map(|(name, detail, n, secs)| json!({
-                "backend": name, "detail": detail, "sets": n, "seconds": secs,
+            "backends": results.iter().map(|(name, detail, precision, n, secs)| json!({
+                "backend": name, "detail": detail, "precision": precision.name(),
+                "sets": n, "seconds": secs,
                 "sets_per_second": *n as f64 / secs,
                 "bar_sets_per_second": rate(*n, *secs),
             })).collect::<Vec<_>>(),
             "speedup_simd_over_scalar": speedup,
+            "speedup_simd_f32_over_scalar": f32_speedup,
             "speedup_gpu_over_simd": gpu_speedup,
+            "gpu_speedup_baseline": gpu_speedup.map(|_| gpu_base_name),
             "peak_rss_bytes": peak,
             "targets": targets.iter().map(|t| json!({
                 "target": t.name, "required": t.required, "measured": t.measured, "met": t.met(),
@@ -425,7 +459,7 @@ fn bench_kernels(args: &BenchKernelsArgs, out: &mut dyn Write) -> anyhow::Result
         "{:<8} {:<22} {:>9} {:>10} {:>12} {:>16}",
         "backend", "", "sets", "seconds", "sets/s", "bar-sets/s"
     )?;
-    for (name, detail, n, secs) in &results {
+    for (name, detail, _, n, secs) in &results {
         writeln!(
             out,
             "{:<8} {:<22} {:>9} {:>10.3} {:>12.1} {:>16.3e}",
@@ -440,10 +474,20 @@ fn bench_kernels(args: &BenchKernelsArgs, out: &mut dyn Write) -> anyhow::Result
     if let Some(x) = speedup {
         writeln!(out, "speed-up of simd over the scalar reference: {x:.1}x")?;
     }
+    if let Some(x) = f32_speedup {
+        writeln!(
+            out,
+            "speed-up of simd f32 over the scalar reference: {x:.1}x{}",
+            simd_f32_rate
+                .zip(simd_rate)
+                .map(|(a, b)| format!(" ({:.2}x simd f64)", a / b))
+                .unwrap_or_default()
+        )?;
+    }
     if let Some(x) = gpu_speedup {
         writeln!(
             out,
-            "speed-up of gpu over simd: {x:.1}x (timings include upload and readback)"
+            "speed-up of gpu over {gpu_base_name}: {x:.1}x (timings include upload and readback)"
         )?;
     }
     if let Some(p) = peak {

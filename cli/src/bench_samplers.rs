@@ -208,7 +208,7 @@ fn objective_table(research: &Research, total: u64) -> anyhow::Result<Vec<Option
         .collect::<anyhow::Result<_>>()?;
     let nw = research.windows.windows().len();
     let mut rows = vec![Metrics::default(); sets.len() * nw];
-    let (backend, _) = BackendArg::Simd.pick(PrecisionArg::F32)?;
+    let (backend, _) = BackendArg::Simd.pick(PrecisionArg::Auto)?;
     let market = research.market();
     let input = research.input(&market);
     batch::run(&input, &sets, backend, &mut rows, &|_| {})

@@ -56,6 +56,10 @@ pub struct OptimizeArgs {
     /// engine when the SIMD kernel does not support the spec.
     #[arg(long, value_enum, default_value = "auto")]
     pub backend: BackendArg,
+    /// Float precision of the SIMD kernel: auto and f64 are bit-identical to the reference,
+    /// f32 runs twice the lanes per vector within the f32 tolerance (docs/SEMANTICS.md §4.3).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub precision: crate::research::PrecisionArg,
     /// Continue an existing study: its RUNNING trials (left by a killed run) become FAIL, its
     /// finished trials count towards --trials and are not sampled again.
     #[arg(long)]
@@ -359,8 +363,11 @@ fn optimize(args: &OptimizeArgs, out: &mut Vec<u8>) -> anyhow::Result<()> {
         windows: &plan,
     };
     let mut backend = match args.backend {
-        BackendArg::Scalar => Backend::Scalar,
-        BackendArg::Auto | BackendArg::Simd => Backend::Simd,
+        BackendArg::Scalar => {
+            args.precision.check_scalar()?;
+            Backend::Scalar
+        }
+        BackendArg::Auto | BackendArg::Simd => args.precision.simd(),
     };
     let started = Instant::now();
     let mut ran = [0u64; 3]; // complete, pruned, failed
@@ -398,7 +405,7 @@ fn optimize(args: &OptimizeArgs, out: &mut Vec<u8>) -> anyhow::Result<()> {
                 }
             }
             Err(BatchError::Unsupported(why))
-                if backend == Backend::Simd && args.backend == BackendArg::Auto =>
+                if matches!(backend, Backend::Simd(_)) && args.backend == BackendArg::Auto =>
             {
                 eprintln!(
                     "note: the SIMD kernel cannot run this spec ({why}); using the scalar reference engine"
@@ -448,6 +455,7 @@ fn optimize(args: &OptimizeArgs, out: &mut Vec<u8>) -> anyhow::Result<()> {
             "seed": args.seed,
             "objective": spec.objective.name.name(),
             "backend": backend.name(),
+            "precision": backend.precision().name(),
             "windows": plan.len(),
             "trials_run": trials_run,
             "complete": ran[0],
@@ -482,11 +490,12 @@ fn optimize(args: &OptimizeArgs, out: &mut Vec<u8>) -> anyhow::Result<()> {
     )?;
     writeln!(
         out,
-        "search   sampler {} (seed {}), objective {}, backend {}, batch {}, {} window(s)",
+        "search   sampler {} (seed {}), objective {}, backend {} {}, batch {}, {} window(s)",
         kind.name(),
         args.seed,
         spec.objective.name.name(),
         backend.name(),
+        backend.precision().name(),
         args.batch,
         plan.len()
     )?;

@@ -1,7 +1,9 @@
 //! `etrading parity SPEC`: sampled param sets (edge cases first: the grid's corners, the
 //! highest leverage, the tightest stops) through every fast backend and the reference;
-//! indicators, signals, trades and metrics compared under named tolerances
-//! (docs/SEMANTICS.md §4.3). Exits non-zero on any disagreement.
+//! indicators, signals, trades and metrics compared under named tolerances and the policy of
+//! each precision (docs/SEMANTICS.md §4.3, §5): f64 SIMD exactly, f32 (SIMD and GPU) with
+//! counts equal in 99 % of rows and floats within `f32` in 99 % of those. Exits non-zero on any
+//! disagreement beyond the policy.
 
 use std::io::Write;
 
@@ -13,17 +15,18 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde_json::json;
 
-use etrading_kernels::batch::simd;
+use etrading_kernels::batch::lanes::SimdLevel;
+use etrading_kernels::batch::{Precision, simd};
 use etrading_kernels::engine::Metrics;
-use etrading_kernels::parity::{Tolerance, compare_metrics, compare_trades};
+use etrading_kernels::parity::{Policy, Tolerance, compare_metrics, compare_rows, compare_trades};
 use etrading_kernels::reference;
 use etrading_kernels::spec::{ParamSet, Spec};
 
-use crate::research::{Research, ResearchArgs};
+use crate::research::{PrecisionArg, Research, ResearchArgs};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ParityBackend {
-    /// The f64 SIMD kernel.
+    /// The SIMD kernel (f64 and f32 lanes, see --precision).
     Simd,
     /// The GPU kernel on the first adapter: f64 (when it has SHADER_F64) and f32.
     Gpu,
@@ -38,6 +41,10 @@ pub struct ParityArgs {
     /// Backends to check against the reference.
     #[arg(long, value_enum, default_value = "all")]
     pub backend: ParityBackend,
+    /// Precisions to check: auto checks every precision of each backend (SIMD f64 and f32;
+    /// GPU f64 where the adapter has it, and f32).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub precision: PrecisionArg,
     /// Param sets to sample (edge cases included).
     #[arg(long, default_value_t = 200)]
     pub samples: usize,
@@ -59,16 +66,42 @@ struct Tally {
     signal_bars: u64,
     indicator_diffs: Vec<String>,
     signal_diffs: Vec<String>,
+    /// Sets whose trades differ beyond the tolerance.
     trade_diffs: Vec<String>,
+    /// How many sets may trade differently (f32: 1 % of the sets, §4.3).
+    trade_diff_budget: usize,
+    /// Rows outside the policy (exact backends: every differing row).
     metric_diffs: Vec<String>,
+    /// Row agreement under the policy (backends checked by share).
+    agreement: Option<etrading_kernels::parity::RowAgreement>,
 }
 
 impl Tally {
     fn failed(&self) -> bool {
         !(self.indicator_diffs.is_empty()
             && self.signal_diffs.is_empty()
-            && self.trade_diffs.is_empty()
+            && self.trade_diffs.len() <= self.trade_diff_budget
             && self.metric_diffs.is_empty())
+    }
+}
+
+/// The SIMD precisions `--backend` and `--precision` ask for (f64 first).
+fn simd_precisions(args: &ParityArgs) -> Vec<Precision> {
+    match (args.backend, args.precision) {
+        (ParityBackend::Gpu, _) => Vec::new(),
+        (_, PrecisionArg::Auto) => vec![Precision::F64, Precision::F32],
+        (_, PrecisionArg::F64) => vec![Precision::F64],
+        (_, PrecisionArg::F32) => vec![Precision::F32],
+    }
+}
+
+/// The table name and policy of a backend at a precision.
+fn policy_of(backend: &'static str, precision: Precision) -> (&'static str, Policy) {
+    match (backend, precision) {
+        ("simd", Precision::F64) => ("simd f64", Policy::EXACT),
+        ("simd", Precision::F32) => ("simd f32", Policy::F32),
+        (_, Precision::F64) => ("gpu f64", Policy::F64_REORDERED),
+        (_, Precision::F32) => ("gpu f32", Policy::F32),
     }
 }
 
@@ -128,11 +161,16 @@ pub fn run(args: &ParityArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     };
     // The reference and the SIMD kernel, chunk by chunk so memory stays bounded (a reference
     // run keeps its curves and indicator columns): every window's metrics of every set are
-    // kept for the GPU comparison, trades and signals only while their chunk is checked.
-    let with_simd = args.backend != ParityBackend::Gpu;
+    // kept for the comparisons by share (f32, GPU), trades and signals only while their chunk
+    // is checked.
+    let precisions = simd_precisions(args);
     let mut ref_metrics: Vec<Vec<Metrics>> = Vec::with_capacity(sets.len());
     let mut ref_trades: Vec<usize> = Vec::with_capacity(sets.len());
-    let mut tally = Tally::default();
+    let mut simd_tallies: Vec<Tally> = precisions.iter().map(|_| Tally::default()).collect();
+    let mut simd_rows: Vec<Vec<Metrics>> = precisions
+        .iter()
+        .map(|_| Vec::with_capacity(sets.len() * nw))
+        .collect();
     for chunk in sets.chunks(PARITY_CHUNK) {
         let reference_runs: Vec<(Vec<Metrics>, reference::Backtest)> = chunk
             .par_iter()
@@ -160,8 +198,19 @@ pub fn run(args: &ParityArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                 ))
             })
             .collect::<anyhow::Result<_>>()?;
-        if with_simd {
-            check_simd(&input, spec, &research, chunk, &reference_runs, &mut tally)?;
+        for (k, &precision) in precisions.iter().enumerate() {
+            let rows = check_simd(
+                &input,
+                spec,
+                &research,
+                chunk,
+                &reference_runs,
+                precision,
+                // Indicators and signals are computed in f64 for both lane types: checked once.
+                k == 0,
+                &mut simd_tallies[k],
+            )?;
+            simd_rows[k].extend(rows);
         }
         for (m, bt) in reference_runs {
             ref_metrics.push(m);
@@ -170,28 +219,58 @@ pub fn run(args: &ParityArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     }
     pb.finish_and_clear();
 
-    let mut tallies: Vec<(&'static str, Tolerance, Tally)> = Vec::new();
+    let mut tallies: Vec<(&'static str, Policy, Tally)> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
+    let expected_rows: Vec<Metrics> = ref_metrics.iter().flatten().copied().collect();
+    for ((precision, mut tally), rows) in precisions.iter().zip(simd_tallies).zip(&simd_rows) {
+        let (name, policy) = policy_of("simd", *precision);
+        if *precision == Precision::F32 {
+            // Exact backends fail on the first differing row (check_simd); f32 by share.
+            let label = format!("{name} ({})", SimdLevel::detect().label(Precision::F32));
+            apply_policy(
+                &label,
+                &policy,
+                &expected_rows,
+                rows,
+                &sets,
+                &research,
+                &mut tally,
+                &mut notes,
+            );
+            if !tally.trade_diffs.is_empty() {
+                notes.push(format!(
+                    "{label}: {} of {} sets trade differently under {} (at most {} allowed: 1 %)",
+                    tally.trade_diffs.len(),
+                    tally.sets,
+                    Tolerance::F32,
+                    tally.trade_diff_budget
+                ));
+            }
+        }
+        tallies.push((name, policy, tally));
+    }
     let want_gpu = matches!(args.backend, ParityBackend::Gpu | ParityBackend::All);
     if want_gpu {
         match etrading_kernels::gpu::probe() {
             Ok(info) => {
-                let mut precisions = vec![(
-                    etrading_kernels::gpu::Precision::F32,
-                    "gpu f32",
-                    Tolerance::F32,
-                )];
-                if info.has_f64 {
-                    precisions.insert(
-                        0,
-                        (
-                            etrading_kernels::gpu::Precision::F64,
-                            "gpu f64",
-                            Tolerance::F64_REORDERED,
-                        ),
-                    );
+                let mut precisions = Vec::new();
+                if args.precision != PrecisionArg::F32 {
+                    if info.has_f64 {
+                        precisions.push(Precision::F64);
+                    } else if args.precision == PrecisionArg::F64 {
+                        let line =
+                            format!("gpu f64: {} has no f64 shaders (SHADER_F64)", info.name);
+                        if args.backend == ParityBackend::Gpu {
+                            bail!("--precision f64: {line}");
+                        }
+                        notes.push(format!("{line}: not checked"));
+                    }
                 }
-                for (precision, name, tol) in precisions {
+                if args.precision != PrecisionArg::F64 {
+                    precisions.push(Precision::F32);
+                }
+                for precision in precisions {
+                    let (name, policy) = policy_of("gpu", precision);
                     let mut rows = vec![Metrics::default(); sets.len() * nw];
                     let report =
                         etrading_kernels::gpu::run(&input, &sets, precision, &mut rows, &|_| {})
@@ -210,75 +289,140 @@ pub fn run(args: &ParityArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                     let mut gpu_tally = Tally {
                         sets: sets.len(),
                         windows: sets.len() * nw,
+                        trades: ref_trades.iter().sum(),
                         ..Tally::default()
                     };
-                    let mut float_misses = 0usize;
-                    for (i, set) in sets.iter().enumerate() {
-                        gpu_tally.trades += ref_trades[i];
-                        for w in 0..nw {
-                            let (e, f) = (&ref_metrics[i][w], &rows[i * nw + w]);
-                            if let Some(d) = compare_metrics(e, f, tol) {
-                                let counts = d.tolerance == Tolerance::EXACT;
-                                let line = format!(
-                                    "{}: window {}: {d}",
-                                    spec.params.describe(set),
-                                    research.windows.windows()[w].kind.label()
-                                );
-                                if precision == etrading_kernels::gpu::Precision::F64 || counts {
-                                    gpu_tally.metric_diffs.push(line);
-                                } else {
-                                    float_misses += 1;
-                                    if float_misses * 100 > sets.len() * nw {
-                                        gpu_tally.metric_diffs.push(format!(
-                                            "more than 1 % of rows outside {tol}: {line}"
-                                        ));
-                                    }
-                                }
-                            }
-                        }
-                    }
-                    if float_misses > 0 {
-                        notes.push(format!("{name}: {float_misses} of {} rows have a float outside {tol} (at most 1 % allowed, §5.3)", sets.len() * nw));
-                    }
-                    tallies.push((name, tol, gpu_tally));
+                    apply_policy(
+                        name,
+                        &policy,
+                        &expected_rows,
+                        &rows,
+                        &sets,
+                        &research,
+                        &mut gpu_tally,
+                        &mut notes,
+                    );
+                    tallies.push((name, policy, gpu_tally));
                 }
             }
             Err(e) if args.backend == ParityBackend::Gpu => bail!("--backend gpu: {e}"),
             Err(e) => notes.push(format!("gpu: not checked: {e}")),
         }
     }
-    if args.backend == ParityBackend::Gpu {
-        return finish(args, out, spec, &research, sets.len(), nw, tallies, notes);
-    }
-    tallies.insert(0, ("simd f64", Tolerance::EXACT, tally));
     finish(args, out, spec, &research, sets.len(), nw, tallies, notes)
+}
+
+/// A backend's rows against the reference's under `policy`: a failure line per unmet share
+/// (with the first differing row of each kind), and a note with the shares.
+#[allow(clippy::too_many_arguments)]
+fn apply_policy(
+    name: &str,
+    policy: &Policy,
+    expected: &[Metrics],
+    found: &[Metrics],
+    sets: &[ParamSet],
+    research: &Research,
+    tally: &mut Tally,
+    notes: &mut Vec<String>,
+) {
+    let nw = research.windows.len();
+    let agreement = compare_rows(expected, found, policy.tolerance);
+    let describe = |row: usize| {
+        format!(
+            "{}: window {}",
+            research.spec.params.describe(&sets[row / nw]),
+            research.windows.windows()[row % nw].kind.label()
+        )
+    };
+    if !agreement.meets(policy) {
+        tally
+            .metric_diffs
+            .push(format!("{agreement}, required: {policy}"));
+        for (row, d) in agreement
+            .first_count_miss
+            .iter()
+            .chain(&agreement.first_float_miss)
+        {
+            tally.metric_diffs.push(format!("{}: {d}", describe(*row)));
+        }
+    } else if policy.min_count_agreement < 1.0 || policy.min_float_agreement < 1.0 {
+        let worst = agreement
+            .worst_relative
+            .iter()
+            .filter(|w| w.1 > 0.0)
+            .map(|(metric, rel)| format!("{metric} {rel:.1e}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        notes.push(format!(
+            "{name}: {agreement} (required: {policy}); largest relative differences: {}",
+            if worst.is_empty() { "none" } else { &worst }
+        ));
+    }
+    tally.agreement = Some(agreement);
 }
 
 /// Sets per chunk of the parity run.
 const PARITY_CHUNK: usize = 64;
 
-/// The SIMD kernel on `sets` against their reference runs: indicators, signal codes, trades
-/// and every window's metrics, exactly.
+/// The SIMD kernel at `precision` on `sets` against their reference runs: indicators and
+/// signal codes (when `signals`), trades and, in f64, every window's metrics, exactly; f32
+/// trades under the `f32` tolerance (up to 1 % of the sets may differ). Returns the rows.
+#[allow(clippy::too_many_arguments)]
 fn check_simd(
     input: &etrading_kernels::batch::BatchInput<'_>,
     spec: &Spec,
     research: &Research,
     sets: &[ParamSet],
     reference_runs: &[(Vec<Metrics>, reference::Backtest)],
+    precision: Precision,
+    signals: bool,
     tally: &mut Tally,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<Metrics>> {
     let nw = research.windows.len();
     let market = input.market;
     let mut rows = vec![Metrics::default(); sets.len() * nw];
     let mut logs = vec![Vec::new(); sets.len()];
-    simd::run_traced(input, sets, &mut rows, Some(&mut logs), &|_| {})
-        .map_err(|e| anyhow::anyhow!("{}: {e}", spec.file))?;
+    simd::run_at_precision(
+        SimdLevel::detect(),
+        precision,
+        input,
+        sets,
+        &mut rows,
+        Some(&mut logs),
+        &|_| {},
+    )
+    .map_err(|e| anyhow::anyhow!("{}: {e}", spec.file))?;
+    let trade_tolerance = match precision {
+        Precision::F64 => Tolerance::EXACT,
+        Precision::F32 => Tolerance::F32,
+    };
     for (i, set) in sets.iter().enumerate() {
         let (ref_metrics, bt) = &reference_runs[i];
         let label = spec.params.describe(set);
         tally.sets += 1;
         tally.windows += nw;
         tally.trades += bt.result.trades.len();
+        if precision == Precision::F32 {
+            tally.trade_diff_budget = tally.sets / 100;
+        }
+        if let Some(d) = compare_trades(&bt.result.trades, &logs[i], trade_tolerance) {
+            tally.trade_diffs.push(format!("{label}: {d}"));
+        }
+        if precision == Precision::F64 {
+            for w in 0..nw {
+                if let Some(d) =
+                    compare_metrics(&ref_metrics[w], &rows[i * nw + w], Tolerance::EXACT)
+                {
+                    tally.metric_diffs.push(format!(
+                        "{label}: window {}: {d}",
+                        research.windows.windows()[w].kind.label()
+                    ));
+                }
+            }
+        }
+        if !signals {
+            continue;
+        }
         // Indicators and signals.
         let fast = simd::signals_of(input, set).map_err(|e| anyhow::anyhow!("{e}"))?;
         for (s, ((columns, codes), reference)) in fast.iter().zip(&bt.signals).enumerate() {
@@ -312,19 +456,8 @@ fn check_simd(
                 }
             }
         }
-        if let Some(d) = compare_trades(&bt.result.trades, &logs[i], Tolerance::EXACT) {
-            tally.trade_diffs.push(format!("{label}: {d}"));
-        }
-        for w in 0..nw {
-            if let Some(d) = compare_metrics(&ref_metrics[w], &rows[i * nw + w], Tolerance::EXACT) {
-                tally.metric_diffs.push(format!(
-                    "{label}: window {}: {d}",
-                    research.windows.windows()[w].kind.label()
-                ));
-            }
-        }
     }
-    Ok(())
+    Ok(rows)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -335,7 +468,7 @@ fn finish(
     research: &Research,
     samples: usize,
     nw: usize,
-    tallies: Vec<(&'static str, Tolerance, Tally)>,
+    tallies: Vec<(&'static str, Policy, Tally)>,
     notes: Vec<String>,
 ) -> anyhow::Result<()> {
     let failed = tallies.iter().any(|(_, _, t)| t.failed());
@@ -347,9 +480,16 @@ fn finish(
             "samples": samples,
             "notes": notes,
             "windows": nw,
-            "backends": tallies.iter().map(|(name, tol, t)| json!({
+            "backends": tallies.iter().map(|(name, policy, t)| json!({
                 "backend": name,
-                "tolerance": tol.to_string(),
+                "tolerance": policy.tolerance.to_string(),
+                "policy": policy.to_string(),
+                "rows": t.agreement.as_ref().map(|a| json!({
+                    "rows": a.rows,
+                    "counts_equal": a.count_agree,
+                    "floats_within_tolerance": a.float_agree,
+                })),
+                "trade_disagreements_allowed": t.trade_diff_budget,
                 "sets": t.sets,
                 "reference_trades": t.trades,
                 "indicator_columns": t.indicator_columns,
@@ -376,12 +516,12 @@ fn finish(
             "{:<10} {:<26} {:>6} {:>8} {:>11} {:>8} {:>7} {:>8}",
             "backend", "tolerance", "sets", "trades", "indicators", "signals", "trades", "metrics"
         )?;
-        for (name, tol, t) in &tallies {
+        for (name, policy, t) in &tallies {
             writeln!(
                 out,
                 "{:<10} {:<26} {:>6} {:>8} {:>11} {:>8} {:>7} {:>8}",
                 name,
-                tol.to_string(),
+                policy.tolerance.to_string(),
                 t.sets,
                 t.trades,
                 t.indicator_diffs.len(),

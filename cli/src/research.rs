@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 
 use etrading_data::Panel;
-use etrading_kernels::batch::{Backend, BatchInput, WindowPlan, lanes::SimdLevel};
+use etrading_kernels::batch::{Backend, BatchInput, Precision, WindowPlan, lanes::SimdLevel};
 use etrading_kernels::brackets::BracketTable;
 use etrading_kernels::engine::{FundingAt, Metrics};
 use etrading_kernels::reference::Market;
@@ -60,32 +60,64 @@ pub enum BackendArg {
     Gpu,
 }
 
-/// `--precision` of the GPU backend.
+/// `--precision`: the float precision of the SIMD and GPU backends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PrecisionArg {
+    /// Each backend's default: f64 on the CPU (bit-identical to the reference), f32 on the GPU.
+    Auto,
+    /// f32 (SIMD: twice the lanes per vector; results within the f32 tolerance).
     F32,
+    /// f64.
     F64,
 }
 
 impl PrecisionArg {
-    pub fn gpu(self) -> etrading_kernels::gpu::Precision {
+    /// The precision of the GPU backend (auto: f32).
+    pub fn gpu(self) -> Precision {
         match self {
-            PrecisionArg::F32 => etrading_kernels::gpu::Precision::F32,
-            PrecisionArg::F64 => etrading_kernels::gpu::Precision::F64,
+            PrecisionArg::Auto | PrecisionArg::F32 => Precision::F32,
+            PrecisionArg::F64 => Precision::F64,
         }
+    }
+
+    /// The precision of the SIMD backend (auto: f64).
+    pub fn cpu(self) -> Precision {
+        match self {
+            PrecisionArg::F32 => Precision::F32,
+            PrecisionArg::Auto | PrecisionArg::F64 => Precision::F64,
+        }
+    }
+
+    /// The SIMD backend at this precision.
+    pub fn simd(self) -> Backend {
+        Backend::Simd(self.cpu())
+    }
+
+    /// The scalar reference runs f64 only: `--precision f32` with it is refused.
+    pub fn check_scalar(self) -> anyhow::Result<()> {
+        if self == PrecisionArg::F32 {
+            bail!(
+                "--precision f32: the scalar reference engine computes in f64 only (use --backend simd for f32)"
+            );
+        }
+        Ok(())
     }
 }
 
+/// A line naming the SIMD backend at `precision`, e.g. `simd (avx2 f64x4, 2 threads)`.
+pub fn simd_label(precision: Precision) -> String {
+    format!(
+        "simd ({}, {} threads)",
+        SimdLevel::detect().label(precision),
+        rayon::current_num_threads()
+    )
+}
+
 impl BackendArg {
-    /// The backend to run and a line saying which and why.
+    /// The backend to run and a line saying which and why (`precision` per backend: see
+    /// [`PrecisionArg`]).
     pub fn pick(self, precision: PrecisionArg) -> anyhow::Result<(Backend, String)> {
-        let simd = || {
-            format!(
-                "simd ({}, {} threads)",
-                SimdLevel::detect().name(),
-                rayon::current_num_threads()
-            )
-        };
+        let simd = || simd_label(precision.cpu());
         let gpu = |info: &etrading_kernels::gpu::AdapterInfo| {
             format!(
                 "gpu ({}, {}, {})",
@@ -95,18 +127,21 @@ impl BackendArg {
             )
         };
         Ok(match self {
-            BackendArg::Simd => (Backend::Simd, simd()),
-            BackendArg::Scalar => (
-                Backend::Scalar,
-                format!(
-                    "scalar reference ({} threads)",
-                    rayon::current_num_threads()
-                ),
-            ),
+            BackendArg::Simd => (precision.simd(), simd()),
+            BackendArg::Scalar => {
+                precision.check_scalar()?;
+                (
+                    Backend::Scalar,
+                    format!(
+                        "scalar reference ({} threads)",
+                        rayon::current_num_threads()
+                    ),
+                )
+            }
             BackendArg::Gpu => {
                 let info = etrading_kernels::gpu::probe()
                     .map_err(|e| anyhow::anyhow!("--backend gpu: {e}"))?;
-                if precision == PrecisionArg::F64 && !info.has_f64 {
+                if precision.gpu() == Precision::F64 && !info.has_f64 {
                     bail!(
                         "--precision f64: {} has no f64 shaders (SHADER_F64)",
                         info.name
@@ -116,7 +151,7 @@ impl BackendArg {
             }
             BackendArg::Auto => match etrading_kernels::gpu::probe() {
                 Ok(info)
-                    if info.is_hardware && (precision == PrecisionArg::F32 || info.has_f64) =>
+                    if info.is_hardware && (precision.gpu() == Precision::F32 || info.has_f64) =>
                 {
                     (
                         Backend::Gpu(precision.gpu()),
@@ -124,7 +159,7 @@ impl BackendArg {
                     )
                 }
                 Ok(info) => (
-                    Backend::Simd,
+                    precision.simd(),
                     format!(
                         "{} [auto: the only GPU adapter is {} ({}), not hardware]",
                         simd(),
@@ -132,7 +167,10 @@ impl BackendArg {
                         info.device_type
                     ),
                 ),
-                Err(_) => (Backend::Simd, format!("{} [auto: no GPU adapter]", simd())),
+                Err(_) => (
+                    precision.simd(),
+                    format!("{} [auto: no GPU adapter]", simd()),
+                ),
             },
         })
     }

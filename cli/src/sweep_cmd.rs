@@ -1,8 +1,24 @@
 //! `etrading sweep SPEC`: every grid point of the spec's param space through a batch backend,
 //! batched within the memory budget, with progress, a ranked top-N table, and every set's
-//! metrics in a CSV that doubles as the checkpoint for `--resume` (Ctrl-C stops after the
-//! batch in flight; nothing finished is lost or recomputed), or in a Parquet file (one row
-//! group per batch, closed properly on Ctrl-C; not a checkpoint).
+//! metrics in an `--out` file that doubles as the checkpoint for `--resume` (Ctrl-C or SIGTERM
+//! stops after the batch in flight; nothing finished is lost or recomputed).
+//!
+//! A CSV `--out` is appended row by row; a resume checks its header and drops a row cut by a
+//! kill. A Parquet `--out F.parquet` is readable only once its footer is written, so it is
+//! written through [`ParquetCheckpoint`]: each batch becomes a closed file in
+//! `F.parquet.parts/` (written as `.tmp`, synced, renamed), and when the sweep ends (done,
+//! Ctrl-C, SIGTERM or an error) `F.parquet` and the parts are merged into a new `F.parquet`
+//! that replaces the old one atomically; the parts are then deleted. `F.parquet` is therefore
+//! absent or complete at every moment; after a SIGKILL or a power cut the finished sets wait
+//! in the parts folder, and `--resume` reads `F.parquet` and the parts (a torn or unfinished
+//! last part is discarded with a note, its sets run again), checks that they are this sweep's
+//! (the columns, and the footer's key-value metadata: spec text, `--set` values, data hash,
+//! windows, capital, brackets, engine version, precision; see [`sweep_metadata`]), and runs
+//! only the other sets.
+//!
+//! Test hook: `ETRADING_SWEEP_TEST="batch=N,interrupt=K"` runs batches of N sets and stops
+//! after K batches as Ctrl-C does; `abort=K` instead exits at once with status 137 after K
+//! batches, as a SIGKILL would (no merge). Unset in normal use.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{File, OpenOptions};
@@ -18,12 +34,15 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use etrading_db::study;
-use etrading_kernels::batch;
+use etrading_kernels::batch::{self, Backend};
 use etrading_kernels::engine::Metrics;
 use etrading_kernels::parity::metric_fields;
 use etrading_kernels::search::score_trial;
 use etrading_kernels::spec::{Distribution, ParamSet, ParamValue};
-use etrading_reports::table::{Batch, Cell, ColumnType, Field, TableFormat, TableWriter};
+use etrading_reports::table::{
+    Batch, Cell, Column, ColumnType, Field, ParquetCheckpoint, ParquetTable, TableFormat,
+    TableWriter,
+};
 
 use crate::research::{BackendArg, MemoryPlan, PrecisionArg, Research, ResearchArgs};
 
@@ -34,15 +53,15 @@ pub struct SweepArgs {
     /// Which engine runs the sets.
     #[arg(long, value_enum, default_value = "auto")]
     pub backend: BackendArg,
-    /// Float precision of the GPU backend.
-    #[arg(long, value_enum, default_value = "f32")]
+    /// Float precision of the SIMD and GPU backends (auto: f64 on the CPU, f32 on the GPU).
+    #[arg(long, value_enum, default_value = "auto")]
     pub precision: PrecisionArg,
     /// Rows in the ranked table.
     #[arg(long, default_value_t = 10)]
     pub top: usize,
-    /// Write every set's params and metrics (full run and each window) to this file: CSV (the
-    /// `--resume` checkpoint), or Parquet when it ends in `.parquet` (typed columns, one row
-    /// group per batch; cannot be resumed).
+    /// Write every set's params and metrics (full run and each window) to this file, the
+    /// `--resume` checkpoint: CSV, or Parquet when it ends in `.parquet` (typed columns, one row
+    /// group per batch; finished batches wait in `FILE.parquet.parts/` until the sweep ends).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Continue an interrupted sweep: sets already in `--out` (or already trials of
@@ -101,12 +120,17 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     }
     let selected = todo.len() as u64;
     let fields = output_fields(&names, &study::space_distributions(&spec.params), &windows);
+    let test_hook = TestHook::from_env()?;
+    let batch_sets = test_hook
+        .batch_sets
+        .unwrap_or(memory.batch_sets.min(BATCH_CAP));
     let mut done: BTreeSet<u64> = BTreeSet::new();
     let mut earlier: Vec<(u64, f64)> = Vec::new();
     let mut writer = match &args.out {
         Some(path) => Some(open_output(
             path,
             fields.clone(),
+            || sweep_metadata(args, &research, backend, &backend_label),
             args.resume,
             &mut done,
             &mut earlier,
@@ -149,7 +173,7 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             windows.len(),
             backend_label,
             research.brackets_label,
-            memory.batch_sets.min(BATCH_CAP),
+            batch_sets,
             crate::sysinfo::mib(memory.budget_bytes),
             memory.budget_source,
         )?;
@@ -164,7 +188,6 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
 
     let market = research.market();
     let input = research.input(&market);
-    let batch_sets = memory.batch_sets.min(BATCH_CAP);
     let nw = windows.len();
     let mut top: Vec<Ranked> = Vec::new();
     let mut ranked_count = 0u64;
@@ -173,10 +196,11 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut computed = 0u64;
     let mut rows_out = Batch::new(&fields);
-    // The batches run in a closure so that the output is finished (a Parquet file gets its
-    // footer) however the loop ends: done, Ctrl-C, or an error.
+    // The batches run in a closure so that the output is finished (a Parquet output's parts
+    // are merged into the file) however the loop ends: done, Ctrl-C, or an error.
     let mut sweep = || -> anyhow::Result<()> {
-        for chunk in todo.chunks(batch_sets) {
+        for (n, chunk) in todo.chunks(batch_sets).enumerate() {
+            test_hook.before_batch(n, &interrupted);
             if interrupted.load(Ordering::SeqCst) {
                 break;
             }
@@ -265,12 +289,9 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         Ok(())
     };
     let swept = sweep();
-    let closed = writer
-        .take()
-        .map(|w| w.finish().context("closing the sweep output"))
-        .transpose();
+    let closed = writer.take().map(Output::finish).transpose();
     swept?;
-    closed?;
+    let stored = closed?.unwrap_or(0);
     pb.finish_and_clear();
     let elapsed = started.elapsed().as_secs_f64();
     // Sets ranked in an earlier run of a resumed sweep compete too: the best of them are run
@@ -365,12 +386,11 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         bail!(
             "interrupted: {remaining} of {selected} sets not run{}",
             match &args.out {
-                Some(p) if matches!(TableFormat::from_path(p), Ok(TableFormat::Parquet)) =>
-                    format!(
-                        "; {} holds the {} sets finished (closed, readable); a Parquet output cannot be resumed: use a .csv --out or --study NAME to resume",
-                        p.display(),
-                        computed
-                    ),
+                Some(p) if is_parquet(p) => format!(
+                    "; {} holds the {stored} sets finished (closed, readable); `--resume --out {}` continues without recomputing them",
+                    p.display(),
+                    p.display()
+                ),
                 Some(p) => format!(
                     "; `--resume --out {}` continues without recomputing the others",
                     p.display()
@@ -667,27 +687,337 @@ fn push_row(
     Ok(())
 }
 
-/// Opens the output: a new file (refusing to overwrite one), CSV or by its `.parquet` name
-/// Parquet; or with `resume` an existing CSV whose header must match, collecting the grid
-/// indices it already holds (a Parquet output cannot be resumed).
-fn open_output(
+fn is_parquet(path: &Path) -> bool {
+    matches!(TableFormat::from_path(path), Ok(TableFormat::Parquet))
+}
+
+/// Where the sweep's rows go: a CSV appended row by row, or a Parquet checkpoint.
+enum Output {
+    /// `stored`: the rows the file held when the sweep started.
+    Csv {
+        writer: Box<TableWriter>,
+        stored: u64,
+    },
+    Parquet(ParquetCheckpoint),
+}
+
+impl Output {
+    fn write_batch(&mut self, batch: &Batch) -> anyhow::Result<()> {
+        match self {
+            Output::Csv { writer, .. } => writer.write_batch(batch)?,
+            Output::Parquet(w) => w.write_batch(batch)?,
+        }
+        Ok(())
+    }
+
+    /// Closes the output (a Parquet output's parts are merged into its file); returns the
+    /// rows the file holds.
+    fn finish(self) -> anyhow::Result<u64> {
+        match self {
+            Output::Csv { writer, stored } => {
+                Ok(stored + writer.finish().context("closing the sweep output")?)
+            }
+            Output::Parquet(w) => {
+                let path = w.path().to_path_buf();
+                w.finish().with_context(|| {
+                    format!(
+                        "merging the finished sets into {} (they stay in {}; `--resume` merges them)",
+                        path.display(),
+                        ParquetCheckpoint::parts_dir(&path).display()
+                    )
+                })
+            }
+        }
+    }
+}
+
+/// The `ETRADING_SWEEP_TEST` hook of the module doc: batch size and a deterministic stop.
+#[derive(Debug, Default)]
+struct TestHook {
+    batch_sets: Option<usize>,
+    interrupt_after: Option<usize>,
+    abort_after: Option<usize>,
+}
+
+impl TestHook {
+    const VAR: &str = "ETRADING_SWEEP_TEST";
+
+    fn from_env() -> anyhow::Result<TestHook> {
+        let mut hook = TestHook::default();
+        let Some(text) = std::env::var_os(Self::VAR) else {
+            return Ok(hook);
+        };
+        let text = text.to_string_lossy();
+        for item in text.split(',').filter(|i| !i.trim().is_empty()) {
+            let (key, value) = item.split_once('=').unwrap_or((item, ""));
+            let n = value.trim().parse::<usize>().ok().filter(|n| *n > 0);
+            let slot = match key.trim() {
+                "batch" => Some(&mut hook.batch_sets),
+                "interrupt" => Some(&mut hook.interrupt_after),
+                "abort" => Some(&mut hook.abort_after),
+                _ => None,
+            };
+            let (Some(slot), Some(n)) = (slot, n) else {
+                bail!(
+                    "{}={text:?}: {item:?} is not batch=N, interrupt=N or abort=N (N a positive whole number)",
+                    Self::VAR
+                );
+            };
+            *slot = Some(n);
+        }
+        Ok(hook)
+    }
+
+    /// Called before batch `n` (from 0): after `interrupt=K` batches the sweep stops as on
+    /// Ctrl-C; after `abort=K` the process exits at once, merging nothing, as on SIGKILL.
+    fn before_batch(&self, n: usize, interrupted: &AtomicBool) {
+        if self.abort_after == Some(n) {
+            std::process::exit(137);
+        }
+        if self.interrupt_after == Some(n) {
+            interrupted.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+const SCHEMA_KEY: &str = "etrading.schema";
+const SWEEP_SCHEMA: &str = "etrading.sweep/1";
+/// Metadata recorded in a Parquet `--out` but not required to match on `--resume`: which
+/// backend ran (backends of one precision agree within its tolerance, the f64 ones on the CPU
+/// bit for bit; the precision is checked) and the spec's path (its text is checked).
+const UNCHECKED: [&str; 2] = ["etrading.sweep.backend", "etrading.sweep.spec_file"];
+
+/// The footer key-value pairs of a Parquet `--out`: what makes its rows this sweep's. A resume
+/// compares each (except [`UNCHECKED`]) with the stored file's and its parts'.
+fn sweep_metadata(
+    args: &SweepArgs,
+    research: &Research,
+    backend: Backend,
+    backend_label: &str,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let spec_text = std::fs::read_to_string(&args.research.spec)
+        .with_context(|| format!("reading {}", args.research.spec.display()))?;
+    let params = &research.spec.params.params;
+    let mut fixed: Vec<String> = research
+        .fixed
+        .iter()
+        .map(|(i, v)| format!("{}={}", params[*i].name, value_text(v)))
+        .collect();
+    fixed.sort();
+    fixed.dedup();
+    let windows: Vec<String> = research
+        .windows
+        .windows()
+        .iter()
+        .map(|w| format!("{} {}..{}", w.kind.label(), w.start, w.end))
+        .collect();
+    let precision = match backend {
+        Backend::Gpu(p) | Backend::Simd(p) => p.name(),
+        Backend::Scalar => "f64",
+    };
+    let pairs = [
+        (SCHEMA_KEY, SWEEP_SCHEMA.to_string()),
+        ("etrading.sweep.spec", spec_text),
+        (
+            "etrading.sweep.set",
+            if fixed.is_empty() {
+                "(none)".to_string()
+            } else {
+                fixed.join(" ")
+            },
+        ),
+        ("etrading.sweep.data_hash", research.data_hash()),
+        ("etrading.sweep.windows", windows.join(", ")),
+        ("etrading.sweep.capital", research.capital.to_string()),
+        ("etrading.sweep.brackets", research.brackets_label.clone()),
+        (
+            "etrading.sweep.engine_version",
+            etrading_kernels::reference::ENGINE_VERSION.to_string(),
+        ),
+        ("etrading.sweep.precision", precision.to_string()),
+        ("etrading.sweep.backend", backend_label.to_string()),
+        (
+            "etrading.sweep.spec_file",
+            args.research.spec.display().to_string(),
+        ),
+    ];
+    Ok(pairs.map(|(k, v)| (k.to_string(), v)).to_vec())
+}
+
+/// Refuses a stored table (the `--out` file or one of its parts) that is not this sweep's,
+/// naming the file and what differs.
+fn check_same_sweep(
+    table: &ParquetTable,
+    fields: &[Field],
+    metadata: &[(String, String)],
+) -> anyhow::Result<()> {
+    let file = table.path().display();
+    let advice = "choose another --out (or delete it and its .parts folder to start over)";
+    let stored = table.metadata();
+    let value = |key: &str| {
+        stored
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    if value(SCHEMA_KEY) != Some(SWEEP_SCHEMA) {
+        bail!(
+            "{file}: not a sweep output of this etrading (its footer has no {SCHEMA_KEY} = {SWEEP_SCHEMA}); {advice}"
+        );
+    }
+    if table.fields() != fields {
+        bail!(
+            "{file}: its columns are not this sweep's ({}: another spec, --set or window split); {advice}",
+            column_difference(table.fields(), fields)
+        );
+    }
+    for (key, ours) in metadata {
+        if UNCHECKED.contains(&key.as_str()) {
+            continue;
+        }
+        let what = key.strip_prefix("etrading.sweep.").unwrap_or(key);
+        match value(key) {
+            None => bail!("{file}: records no {what} (written by another version?); {advice}"),
+            Some(theirs) if theirs != ours => bail!(
+                "{file}: another sweep's output: {}; {advice}",
+                difference(what, theirs, ours)
+            ),
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// The first column that differs between a stored table's and this sweep's.
+fn column_difference(theirs: &[Field], ours: &[Field]) -> String {
+    match theirs.iter().zip(ours).position(|(a, b)| a != b) {
+        Some(i) => format!(
+            "column {} is {} ({:?}) there, {} ({:?}) here",
+            i + 1,
+            theirs[i].name,
+            theirs[i].kind,
+            ours[i].name,
+            ours[i].kind
+        ),
+        None => format!("{} columns there, {} here", theirs.len(), ours.len()),
+    }
+}
+
+/// What differs between a stored metadata value and this sweep's, in words.
+fn difference(what: &str, theirs: &str, ours: &str) -> String {
+    match what {
+        "spec" => {
+            let (a, b): (Vec<&str>, Vec<&str>) = (theirs.lines().collect(), ours.lines().collect());
+            let line = a
+                .iter()
+                .zip(&b)
+                .position(|(x, y)| x != y)
+                .unwrap_or(a.len().min(b.len()));
+            format!(
+                "the spec text differs at line {} (stored {:?}, this spec {:?})",
+                line + 1,
+                a.get(line).copied().unwrap_or("<end>"),
+                b.get(line).copied().unwrap_or("<end>")
+            )
+        }
+        "set" => format!("--set differs (stored {theirs}, this run {ours})"),
+        "data_hash" => format!(
+            "the data differs (stored data hash {theirs}, this run's {ours}: other files, symbols, dates or interval)"
+        ),
+        "windows" => format!("the walk-forward windows differ (stored {theirs}, this run {ours})"),
+        "precision" => format!(
+            "the precision differs (stored {theirs} results, this run {ours}: another --backend or --precision)"
+        ),
+        _ => format!("the {what} differs (stored {theirs:?}, this run {ours:?})"),
+    }
+}
+
+/// Opens a Parquet `--out` as a [`ParquetCheckpoint`]: new (refusing an existing file or parts
+/// folder without `--resume`), or continued: the stored file and parts must be this sweep's,
+/// their grid indices join `done` and their objectives `earlier`, and a torn or unfinished
+/// part is discarded with a note (its sets run again).
+fn open_parquet(
     path: &Path,
     fields: Vec<Field>,
+    metadata: Vec<(String, String)>,
     resume: bool,
     done: &mut BTreeSet<u64>,
     earlier: &mut Vec<(u64, f64)>,
-) -> anyhow::Result<TableWriter> {
-    let format = match TableFormat::from_path(path) {
-        Ok(TableFormat::Parquet) => TableFormat::Parquet,
-        _ => TableFormat::Csv,
-    };
-    let exists = path.exists();
-    if format == TableFormat::Parquet && resume {
+) -> anyhow::Result<Output> {
+    let parts = ParquetCheckpoint::parts_dir(path);
+    if !resume && path.exists() {
         bail!(
-            "{}: --resume continues a sweep from a CSV --out (a Parquet file is complete only once closed and is never appended to); resume with a .csv --out or --study NAME",
+            "{} exists; pass --resume to continue that sweep, or choose another --out",
             path.display()
         );
     }
+    if !resume && parts.exists() {
+        bail!(
+            "{} holds the finished sets of an interrupted sweep into {}; pass --resume to continue it, or choose another --out",
+            parts.display(),
+            path.display()
+        );
+    }
+    let scan = ParquetCheckpoint::scan(path)
+        .with_context(|| format!("reading the sweep stored in {}", path.display()))?;
+    let tables: Vec<&ParquetTable> = scan.table.iter().chain(&scan.parts).collect();
+    for table in &tables {
+        check_same_sweep(table, &fields, &metadata)?;
+    }
+    for (file, why) in &scan.torn {
+        eprintln!(
+            "note: {}: {why}; discarded, its sets run again",
+            file.display()
+        );
+    }
+    let objective = fields
+        .iter()
+        .position(|f| f.name == "objective")
+        .context("the sweep output has an objective column")?;
+    for table in &tables {
+        let file = table.path().display();
+        for i in 0..table.row_groups() {
+            let batch = table
+                .read_row_group(i)
+                .with_context(|| format!("reading the sweep stored in {file}"))?;
+            let (Column::Int64(indices), Column::Float64(objectives)) =
+                (&batch.columns()[0], &batch.columns()[objective])
+            else {
+                bail!("{file}: grid_index and objective are not Int64 and Float64 columns");
+            };
+            for (index, value) in indices.iter().zip(objectives) {
+                let index = index.and_then(|i| u64::try_from(i).ok()).with_context(|| {
+                    format!("{file}: row group {i}: a grid_index that is null or negative")
+                })?;
+                if done.insert(index)
+                    && let Some(value) = value
+                {
+                    earlier.push((index, *value));
+                }
+            }
+        }
+    }
+    let checkpoint = ParquetCheckpoint::start(path, fields, metadata, "grid_index", &scan)
+        .with_context(|| format!("opening {}", path.display()))?;
+    Ok(Output::Parquet(checkpoint))
+}
+
+/// Opens the output: a Parquet checkpoint when its name ends in `.parquet` ([`open_parquet`]),
+/// else a CSV: a new file (refusing to overwrite one), or with `resume` an existing CSV whose
+/// header must match, collecting the grid indices it already holds (a row cut by a kill is
+/// dropped) and appending after them.
+fn open_output(
+    path: &Path,
+    fields: Vec<Field>,
+    metadata: impl FnOnce() -> anyhow::Result<Vec<(String, String)>>,
+    resume: bool,
+    done: &mut BTreeSet<u64>,
+    earlier: &mut Vec<(u64, f64)>,
+) -> anyhow::Result<Output> {
+    if is_parquet(path) {
+        return open_parquet(path, fields, metadata()?, resume, done, earlier);
+    }
+    let exists = path.exists();
     if exists && !resume {
         bail!(
             "{} exists; pass --resume to continue that sweep, or choose another --out",
@@ -744,14 +1074,22 @@ fn open_output(
             .append(true)
             .open(path)
             .with_context(|| format!("opening {}", path.display()))?;
-        Ok(TableWriter::csv(
+        let writer = TableWriter::csv(
             path.display().to_string(),
             Box::new(BufWriter::new(file)),
             fields,
             false,
-        )?)
+        )?;
+        Ok(Output::Csv {
+            writer: Box::new(writer),
+            stored: done.len() as u64,
+        })
     } else {
-        Ok(TableWriter::create(path, format, fields)
-            .with_context(|| format!("creating {}", path.display()))?)
+        let writer = TableWriter::create(path, TableFormat::Csv, fields)
+            .with_context(|| format!("creating {}", path.display()))?;
+        Ok(Output::Csv {
+            writer: Box::new(writer),
+            stored: 0,
+        })
     }
 }

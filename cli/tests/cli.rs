@@ -361,3 +361,323 @@ fn sweep_writes_an_optuna_study_and_resume_stores_no_set_twice() {
     let fields: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(fields[2], "10", "{list}");
 }
+
+/// `etrading sweep` of [`SMALL_GRID`] with `extra` flags and `ETRADING_SWEEP_TEST=hook` (when
+/// given: batches of a few sets and a deterministic Ctrl-C or SIGKILL, see sweep_cmd.rs).
+fn sweep_hooked(hook: Option<&str>, extra: &[&str]) -> Output {
+    let mut args = vec!["sweep", "examples/rsi_ema.toml", "--set", "ema_long=200"];
+    args.extend(SMALL_GRID);
+    args.extend(extra);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_etrading"));
+    cmd.args(&args).current_dir(root());
+    match hook {
+        Some(hook) => cmd.env("ETRADING_SWEEP_TEST", hook),
+        None => cmd.env_remove("ETRADING_SWEEP_TEST"),
+    };
+    cmd.output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Every row of a sweep's Parquet output as text (grid index first), in file order; checks
+/// that the file is a closed sweep table with no grid point twice and no parts left beside it.
+fn parquet_rows(path: &Path) -> Vec<String> {
+    use etrading_reports::table::{ParquetCheckpoint, ParquetTable, read_parquet};
+    assert!(
+        !ParquetCheckpoint::parts_dir(path).exists(),
+        "{}: parts left after the sweep ended",
+        path.display()
+    );
+    let table = ParquetTable::open(path).unwrap();
+    let meta = table.metadata();
+    let schema = meta.iter().find(|(k, _)| k == "etrading.schema");
+    assert_eq!(schema.map(|(_, v)| v.as_str()), Some("etrading.sweep/1"));
+    let (fields, columns) = read_parquet(path).unwrap();
+    assert_eq!(fields[0].name, "grid_index");
+    let rows: Vec<String> = (0..columns[0].len())
+        .map(|r| {
+            columns
+                .iter()
+                .map(|c| format!("{:?}", cell(c, r)))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect();
+    let mut ids: Vec<&str> = rows.iter().map(|r| r.split(',').next().unwrap()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(
+        ids.len(),
+        rows.len(),
+        "a grid point twice in {}",
+        path.display()
+    );
+    rows
+}
+
+fn cell(c: &etrading_reports::table::Column, r: usize) -> String {
+    use etrading_reports::table::Column;
+    match c {
+        Column::Int64(v) => format!("{:?}", v[r]),
+        // Bits, so that NaN equals NaN.
+        Column::Float64(v) => format!("{:?}", v[r].map(f64::to_bits)),
+        Column::Utf8(v) => format!("{:?}", v[r]),
+        Column::Bool(v) => format!("{:?}", v[r]),
+    }
+}
+
+/// An uninterrupted Parquet sweep of the small grid: its rows and its JSON summary.
+fn parquet_reference(dir: &Path) -> (Vec<String>, serde_json::Value) {
+    let path = dir.join("reference.parquet");
+    let out = sweep_hooked(None, &["--out", path.to_str().unwrap()]);
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(summary["computed"], 10);
+    let rows = parquet_rows(&path);
+    assert_eq!(rows.len(), 10);
+    (rows, summary)
+}
+
+#[test]
+fn sweep_parquet_resumes_after_ctrl_c_and_after_a_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let (reference, full) = parquet_reference(dir.path());
+    let path = dir.path().join("sweep.parquet");
+    let out = path.to_str().unwrap();
+    let parts = dir.path().join("sweep.parquet.parts");
+
+    // Ctrl-C after two batches of 3 sets: the 6 finished sets are in a closed file.
+    let stopped = sweep_hooked(Some("batch=3,interrupt=2"), &["--out", out]);
+    assert!(!stopped.status.success());
+    let err = stderr(&stopped);
+    assert!(
+        err.contains(&format!(
+            "interrupted: 4 of 10 sets not run; {out} holds the 6 sets finished (closed, readable); `--resume --out {out}` continues"
+        )),
+        "{err}"
+    );
+    assert_eq!(parquet_rows(&path), reference[..6]);
+
+    // Resumed, then killed after one batch: the file is untouched, the batch waits in a part.
+    let killed = sweep_hooked(Some("batch=3,abort=1"), &["--out", out, "--resume"]);
+    assert_eq!(killed.status.code(), Some(137), "{}", stderr(&killed));
+    let table = etrading_reports::table::ParquetTable::open(&path).unwrap();
+    assert_eq!(table.rows(), 6, "the killed run never rewrote the file");
+    assert!(parts.join("part-000001.parquet").exists());
+
+    // Without --resume the interrupted sweep is never overwritten.
+    let refused = sweep_hooked(None, &["--out", out]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("exists; pass --resume"),
+        "{}",
+        stderr(&refused)
+    );
+
+    // Resumed to the end: only the last set is computed; the file equals the reference.
+    let resumed = sweep_hooked(None, &["--out", out, "--resume"]);
+    let resumed: serde_json::Value = serde_json::from_str(&stdout(&resumed)).unwrap();
+    assert_eq!(
+        (resumed["resumed"].as_u64(), resumed["computed"].as_u64()),
+        (Some(9), Some(1))
+    );
+    assert_eq!(parquet_rows(&path), reference);
+    assert_eq!(resumed["top"], full["top"]);
+
+    // Resuming a finished sweep computes nothing and leaves the file as it is.
+    let before = std::fs::read(&path).unwrap();
+    let again = sweep_hooked(None, &["--out", out, "--resume"]);
+    let again: serde_json::Value = serde_json::from_str(&stdout(&again)).unwrap();
+    assert_eq!(again["computed"], 0);
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+}
+
+#[test]
+fn sweep_parquet_resume_discards_a_torn_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let (reference, _) = parquet_reference(dir.path());
+    let path = dir.path().join("sweep.parquet");
+    let out = path.to_str().unwrap();
+    let parts = dir.path().join("sweep.parquet.parts");
+
+    // Killed after three batches of 2 sets, before any merge: no file, three closed parts.
+    let killed = sweep_hooked(Some("batch=2,abort=3"), &["--out", out]);
+    assert_eq!(killed.status.code(), Some(137), "{}", stderr(&killed));
+    assert!(!path.exists(), "never a footerless {out}");
+    // A power cut tore the last part, and a kill left a part being written.
+    let last = parts.join("part-000003.parquet");
+    let bytes = std::fs::read(&last).unwrap();
+    std::fs::write(&last, &bytes[..bytes.len() / 2]).unwrap();
+    std::fs::write(parts.join("part-000004.parquet.tmp"), b"PAR1").unwrap();
+
+    let resumed = sweep_hooked(None, &["--out", out, "--resume"]);
+    let err = stderr(&resumed);
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&resumed)).unwrap();
+    assert_eq!(
+        (summary["resumed"].as_u64(), summary["computed"].as_u64()),
+        (Some(4), Some(6))
+    );
+    let note = |name: &str, why: &str| format!("note: {}: {why}", parts.join(name).display());
+    assert!(
+        err.contains(&note("part-000003.parquet", "torn (")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&note("part-000004.parquet.tmp", "unfinished")),
+        "{err}"
+    );
+    assert!(err.contains("discarded, its sets run again"), "{err}");
+    assert_eq!(parquet_rows(&path), reference);
+}
+
+#[test]
+fn sweep_parquet_resume_refuses_another_sweeps_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sweep.parquet");
+    let out = path.to_str().unwrap();
+    let stopped = sweep_hooked(Some("batch=4,interrupt=1"), &["--out", out]);
+    assert!(!stopped.status.success());
+    let stored = std::fs::read(&path).unwrap();
+    let check = |spec: Option<&Path>, extra: &[&str], expect: &str| {
+        let mut args = vec!["--out", out, "--resume"];
+        args.extend(extra);
+        let o = match spec {
+            None => sweep_hooked(None, &args),
+            // The same flags on another spec file.
+            Some(spec) => Command::new(env!("CARGO_BIN_EXE_etrading"))
+                .args(["sweep", spec.to_str().unwrap(), "--set", "ema_long=200"])
+                .args(SMALL_GRID)
+                .args(&args)
+                .current_dir(root())
+                .env_remove("ETRADING_SWEEP_TEST")
+                .output()
+                .unwrap(),
+        };
+        assert!(!o.status.success(), "{expect}: accepted");
+        let err = stderr(&o);
+        assert!(err.starts_with(&format!("error: {out}: ")), "{err}");
+        assert!(err.contains(expect), "{err}");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            stored,
+            "a refused resume left the file as it was"
+        );
+    };
+    check(
+        None,
+        &["--set", "leverage=3"],
+        "another sweep's output: --set differs (stored ema_long=200 rsi_lower=30 rsi_upper=70 rsi_window=14, this run ema_long=200 leverage=3 rsi_lower=30",
+    );
+    let edited = dir.path().join("edited.toml");
+    let spec = std::fs::read_to_string(root().join("examples/rsi_ema.toml")).unwrap();
+    std::fs::write(&edited, format!("{spec}# tuned\n")).unwrap();
+    check(
+        Some(&edited),
+        &[],
+        &format!("the spec text differs at line {}", spec.lines().count() + 1),
+    );
+    check(
+        None,
+        &["--walk-forward", "rolling:2:120d:60d"],
+        "its columns are not this sweep's (",
+    );
+    check(
+        None,
+        &["--capital", "5000"],
+        "the capital differs (stored \"10000\", this run \"5000\")",
+    );
+}
+
+#[test]
+fn sweep_precision_f32_runs_the_f32_lanes_within_the_f32_tolerance() {
+    let exact = sweep_json(&["--backend", "simd"]);
+    let fast = sweep_json(&["--backend", "simd", "--precision", "f32"]);
+    assert!(
+        exact["backend"].as_str().unwrap().contains(" f64x"),
+        "{}",
+        exact["backend"]
+    );
+    assert!(
+        fast["backend"].as_str().unwrap().contains(" f32x"),
+        "{}",
+        fast["backend"]
+    );
+    // The same sets ranked, with the same trades, and equity within `f32` (rel 2e-3, abs 2e-4).
+    let rows = |v: &serde_json::Value| {
+        let mut rows: Vec<(u64, f64, f64)> = v["top"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                let full = &t["full"];
+                (
+                    t["grid_index"].as_u64().unwrap(),
+                    full["n_trades"].as_f64().unwrap(),
+                    full["final_equity"].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        rows.sort_by_key(|r| r.0);
+        rows
+    };
+    let (a, b) = (rows(&exact), rows(&fast));
+    assert!(!a.is_empty());
+    assert_eq!(a.len(), b.len());
+    for ((ia, ta, ea), (ib, tb, eb)) in a.iter().zip(&b) {
+        assert_eq!((ia, ta), (ib, tb));
+        assert!((ea - eb).abs() <= 2e-4 + 2e-3 * ea.abs(), "{ea} vs {eb}");
+    }
+    let mut args = vec!["sweep", "examples/rsi_ema.toml", "--set", "ema_long=200"];
+    args.extend(SMALL_GRID);
+    args.extend(["--backend", "scalar", "--precision", "f32"]);
+    let refused = etrading(&args);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("the scalar reference engine computes in f64 only"),
+        "{err}"
+    );
+}
+
+#[test]
+fn parity_checks_the_f32_lanes_under_the_f32_policy() {
+    let out = etrading(&[
+        "parity",
+        "examples/bb_atr_breakout.toml",
+        "--backend",
+        "simd",
+        "--precision",
+        "f32",
+        "--samples",
+        "6",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["ok"], true);
+    let backends = v["backends"].as_array().unwrap();
+    assert_eq!(backends.len(), 1, "{backends:?}");
+    let b = &backends[0];
+    assert_eq!(b["backend"], "simd f32");
+    assert_eq!(b["tolerance"], "f32 (rel 2e-3, abs 2e-4)");
+    assert_eq!(b["rows"]["rows"], 6);
+    assert!(b["reference_trades"].as_u64().unwrap() > 0);
+    // auto checks both precisions of the SIMD kernel, f64 first.
+    let out = etrading(&[
+        "parity",
+        "examples/bb_atr_breakout.toml",
+        "--backend",
+        "simd",
+        "--samples",
+        "2",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let names: Vec<&str> = v["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["backend"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["simd f64", "simd f32"]);
+}

@@ -631,7 +631,15 @@ mod tpe_vs_random {
             initial_capital: 10_000.0,
             windows: &plan,
         };
-        if batch::run(&input, &sets, Backend::Simd, &mut out, &|_| {}).is_err() {
+        if batch::run(
+            &input,
+            &sets,
+            Backend::Simd(batch::Precision::F64),
+            &mut out,
+            &|_| {},
+        )
+        .is_err()
+        {
             batch::run(&input, &sets, Backend::Scalar, &mut out, &|_| {}).unwrap();
         }
         let lev = spec.params.index_of("leverage").unwrap();

@@ -22,8 +22,8 @@ use etrading_kernels::brackets::{BracketTable, bundled};
 use etrading_kernels::engine::{FundingAt, Metrics};
 use etrading_kernels::gpu::layout::{Dims, host_layouts};
 use etrading_kernels::gpu::plan::{
-    self, PlanLimits, SOFTWARE_LOOP_BUDGET, SetBytes, bars_per_chunk, dispatches_per_group,
-    loop_iterations_per_bar, plan_dispatches,
+    self, PlanLimits, SOFTWARE_LOOP_BUDGET, SetBytes, bars_per_chunk, dispatches_with_warm_up,
+    loop_iterations_per_bar, plan_dispatches, warm_bars_per_chunk, window_work,
 };
 use etrading_kernels::gpu::shaders::{self, ENTRY_POINTS, SHADER_FILES, SHADER_LIST, Variant};
 use etrading_kernels::gpu::{self, GpuContext, GpuError, GpuOptions, GpuReport, Precision};
@@ -136,7 +136,9 @@ fn layout_matches_wgsl() {
         let module = shaders::validate("backtest.wgsl", real, &source).unwrap();
         let mut layouter = naga::proc::Layouter::default();
         layouter.update(module.to_ctx()).unwrap();
-        for host in host_layouts(f64_variant, 4) {
+        let n_streams = gpu::streams::plan_streams(&spec).len();
+        assert_eq!(n_streams, 1, "rsi_ema streams its EMA");
+        for host in host_layouts(f64_variant, 4, n_streams) {
             let (span, members) = shaders::wgsl_layout(&module, host.wgsl_name)
                 .unwrap_or_else(|| panic!("no WGSL struct {}", host.wgsl_name));
             let wgsl: Vec<(String, usize)> =
@@ -152,8 +154,9 @@ fn layout_matches_wgsl() {
     }
 }
 
-/// The per-set bytes of an f64 dispatch of 3 windows, 4 symbols, 5 rule params, 2 slots:
-/// out 3 x 104, state 3 x (48 + 4 x 112) = 1,488 (the largest), sets 80, batch_real
+/// The per-set bytes of an f64 dispatch of 3 windows, 4 symbols, 5 rule params, 2 slots, no
+/// streamed indicator: out 3 x 112, state 3 x (48 + 4 x 112 + 4 x 72) = 2,352 (the
+/// largest; one `StreamState` per symbol even without streams), sets 80, batch_real
 /// (4 + 5) x 8, batch_u32 2 x 4.
 fn per_set_bytes() -> SetBytes {
     let dims = Dims {
@@ -166,8 +169,8 @@ fn per_set_bytes() -> SetBytes {
     assert_eq!(
         bytes,
         SetBytes {
-            out: 312,
-            state: 1_488,
+            out: 336,
+            state: 2_352,
             set_params: 80,
             batch_real: 72,
             batch_u32: 8,
@@ -198,16 +201,16 @@ fn dispatch_plan_respects_device_limits() {
         ..roomy
     };
     check_plan(100, few_groups, &[(0, 42), (42, 84), (84, 100)]);
-    // By the largest per-set buffer, state: 1,488 bytes per set; 4,000 bytes -> 2 sets.
+    // By the largest per-set buffer, state: 2,352 bytes per set; 5,000 bytes -> 2 sets.
     let small_binding = PlanLimits {
-        max_binding_bytes: 4_000,
+        max_binding_bytes: 5_000,
         ..roomy
     };
     check_plan(5, small_binding, &[(0, 2), (2, 4), (4, 5)]);
     check_plan(0, roomy, &[]);
     // Not even one set's state fits: refused, naming the buffer, its size and the limit.
     let tiny = PlanLimits {
-        max_binding_bytes: 1_000,
+        max_binding_bytes: 2_000,
         ..roomy
     };
     let error = plan_dispatches(5, 3, &per_set_bytes(), &tiny)
@@ -215,15 +218,30 @@ fn dispatch_plan_respects_device_limits() {
         .to_string();
     assert_eq!(
         error,
-        "batch too large for the GPU tables: one param set needs 1488 bytes in state, the device binds at most 1000 bytes"
+        "batch too large for the GPU tables: one param set needs 2352 bytes in state, the device binds at most 2000 bytes"
     );
 }
 
-/// Loop trips per bar (lavapipe's count) and the chunk length under a budget.
+/// Loop trips per bar (lavapipe's count) and the chunk length under a budget, without
+/// streamed indicators.
 fn check_chunking(symbols: usize, tiers: usize, events: usize, per_bar: u64, bars: usize) {
-    assert_eq!(loop_iterations_per_bar(symbols, tiers, events), per_bar);
+    check_chunking_streams(symbols, tiers, events, 0, per_bar, bars);
+}
+
+fn check_chunking_streams(
+    symbols: usize,
+    tiers: usize,
+    events: usize,
+    streams: usize,
+    per_bar: u64,
+    bars: usize,
+) {
     assert_eq!(
-        bars_per_chunk(SOFTWARE_LOOP_BUDGET, symbols, tiers, events),
+        loop_iterations_per_bar(symbols, tiers, events, streams),
+        per_bar
+    );
+    assert_eq!(
+        bars_per_chunk(SOFTWARE_LOOP_BUDGET, symbols, tiers, events, streams),
         bars
     );
 }
@@ -236,19 +254,38 @@ fn bar_chunks_stay_within_the_loop_budget() {
     // per bar = 1 + 2 L(1) + 12 + 6 + 22 + L(1) + 12 + 3 L(1) = 65.
     // Per chunk: 2 L(1) + L(2) + 1 = 8, so (60,000 - 8) / 65 = 922 bars.
     check_chunking(1, 1, 1, 65, 922);
+    // Streamed indicators add streams_update's loop over the symbols, L(1) = 2, whatever
+    // their number: 67 trips, (60,000 - 8) / 67 = 895 bars.
+    check_chunking_streams(1, 1, 1, 1, 67, 895);
+    check_chunking_streams(1, 1, 1, 3, 67, 895);
+    // A warm-up bar costs the bar loop's trip and L(symbols): 1 + 2 = 3 for one symbol,
+    // (60,000 - 8) / 3 = 19,997 bars; 4 symbols: 1 + 5 = 6, (60,000 - 14) / 6 = 9,997.
+    assert_eq!(warm_bars_per_chunk(SOFTWARE_LOOP_BUDGET, 1, 1), 19_997);
+    assert_eq!(warm_bars_per_chunk(SOFTWARE_LOOP_BUDGET, 4, 2), 9_997);
     // The bench's shape: 4 symbols, Binance's brackets (up to 10 tiers), one event per bar.
-    let four = loop_iterations_per_bar(4, 10, 1);
+    let four = loop_iterations_per_bar(4, 10, 1, 0);
     assert!((400..700).contains(&four), "{four}");
     check_chunking(4, 10, 1, four, ((60_000 - 14) / four) as usize);
+    check_chunking_streams(4, 10, 1, 1, four + 5, ((60_000 - 14) / (four + 5)) as usize);
     // More symbols, tiers or events only shorten the chunks.
-    assert!(loop_iterations_per_bar(5, 10, 1) > four);
-    assert!(loop_iterations_per_bar(4, 11, 1) > four);
-    assert!(loop_iterations_per_bar(4, 10, 3) > four);
-    // Dispatches per group: the longest window in chunks, at least one.
-    assert_eq!(dispatches_per_group(&[10, 3], 4), 3);
-    assert_eq!(dispatches_per_group(&[8, 8], 4), 2);
-    assert_eq!(dispatches_per_group(&[3], 100), 1);
-    assert_eq!(dispatches_per_group(&[0], 100), 1);
+    assert!(loop_iterations_per_bar(5, 10, 1, 0) > four);
+    assert!(loop_iterations_per_bar(4, 11, 1, 0) > four);
+    assert!(loop_iterations_per_bar(4, 10, 3, 0) > four);
+    // Dispatches per group: per window (warm-up bars, bars), the warm-up in chunks of its
+    // own, then the window's chunks; the longest row decides, at least one.
+    assert_eq!(dispatches_with_warm_up(&[(0, 10), (0, 3)], 4, 100), 3);
+    assert_eq!(dispatches_with_warm_up(&[(0, 8), (0, 8)], 4, 100), 2);
+    assert_eq!(dispatches_with_warm_up(&[(0, 3)], 100, 100), 1);
+    assert_eq!(dispatches_with_warm_up(&[(0, 0)], 100, 100), 1);
+    assert_eq!(dispatches_with_warm_up(&[(0, 10), (250, 3)], 4, 100), 4);
+    assert_eq!(dispatches_with_warm_up(&[(0, 10), (201, 9)], 4, 100), 6);
+    // Warm-up bars: from the first bar of the data to the window's start, none for an empty
+    // window or without streams.
+    assert_eq!(
+        window_work(&[0..10, 30..40, 50..50], 5, 1),
+        vec![(0, 10), (25, 10), (0, 0)]
+    );
+    assert_eq!(window_work(&[30..40, 0..10], 5, 0), vec![(0, 10), (0, 10)]);
 }
 
 // ---------------------------------------------------------------- synthetic market
@@ -544,6 +581,8 @@ struct Case {
     owned: OwnedMarket,
     brackets: Vec<BracketTable>,
     windows: WindowPlan,
+    /// Initial capital, USDT.
+    capital: f64,
 }
 
 impl Case {
@@ -573,6 +612,7 @@ impl Case {
             owned,
             brackets: bundled(),
             windows,
+            capital: 10_000.0,
         }
     }
 
@@ -582,7 +622,7 @@ impl Case {
             spec: &self.spec,
             market: &market,
             brackets: &self.brackets,
-            initial_capital: 10_000.0,
+            initial_capital: self.capital,
             windows: &self.windows,
         })
     }
@@ -838,6 +878,60 @@ fn gpu_long_series_runs_in_bar_chunks() {
     );
 }
 
+/// Streamed indicators (docs/SEMANTICS.md §5.1) over a long series in many bar chunks: the
+/// two EMAs of ema_cross (read at lags 0 and 1 by `cross_*`) stream in the shader from the
+/// first bar of the data, so walk-forward windows that start late (the last out-of-sample
+/// window at bar 2,401 of 4,000) see them warmed exactly as the CPU computes them over the
+/// whole series (2,401 warm-up bars in 19 dispatches of 131). Short chunks make the warm-up and the windows cross many dispatch
+/// boundaries (the state persists in `RowState::streams`); the rows must match the
+/// reference under the f64 policy, and in f32 under §5.3's, with compensated EMA sums.
+#[test]
+fn gpu_streamed_indicators_warm_up_across_chunks() {
+    let bars = 4_000;
+    let case = Case::new("ema_cross", bars, true);
+    let streams = gpu::streams::plan_streams(&case.spec);
+    assert_eq!(streams.len(), 2, "{streams:?}");
+    let late = case.windows.ranges().iter().map(|r| r.start).max().unwrap();
+    assert_eq!(late, 2_401, "the last window starts late");
+    let sets = sample_sets(&case.spec, 96, 0x57EA);
+    let reference = case.cpu(&sets, Backend::Scalar);
+    let traded = reference.iter().filter(|m| m.n_trades > 0).count();
+    assert!(traded * 2 > reference.len(), "{traded} rows trade");
+    let options = GpuOptions {
+        bars_per_chunk: Some(97),
+        warm_bars_per_chunk: Some(131),
+        ..GpuOptions::default()
+    };
+    let work = case.with(|input| {
+        let first = plan::resolve_sets(input, &sets, 0..1).unwrap();
+        let statics = plan::pack_statics::<f32>(input, &first[0]).unwrap();
+        assert_eq!(statics.streams, streams);
+        window_work(&case.windows.ranges(), statics.dims.warm_from as usize, 2)
+    });
+    let expected_chunks = dispatches_with_warm_up(&work, 97, 131);
+    for (precision, policy) in [(Precision::F64, F64_POLICY), (Precision::F32, F32_POLICY)] {
+        if precision == Precision::F64 && !context(precision).info().has_f64 {
+            continue;
+        }
+        let (got, report) = case.gpu(&sets, precision, &options).unwrap();
+        assert_eq!(
+            report.cpu_fallback_sets, 0,
+            "{precision:?}: fell back to the CPU: {:?}",
+            report.fallback_reason
+        );
+        assert_eq!(report.chunks_per_group, expected_chunks, "{report:?}");
+        compare(
+            "ema_cross streamed",
+            precision,
+            &policy,
+            &sets,
+            &case.windows,
+            &reference,
+            &got,
+        );
+    }
+}
+
 /// Chunks too long for lavapipe are caught by the shader's canary loop, never returned as
 /// silently truncated runs: the group falls back to the CPU naming the loop budget. (On a
 /// hardware GPU, which has no loop counter, the same run simply succeeds.)
@@ -846,7 +940,7 @@ fn gpu_loop_budget_overrun_is_detected() {
     let bars = 4_000;
     let case = Case::new("rsi_ema", bars, false);
     let sets = sample_sets(&case.spec, 16, 0xCA4A);
-    let simd = case.cpu(&sets, Backend::Simd);
+    let simd = case.cpu(&sets, Backend::Simd(Precision::F64));
     let (precision, policy) = long_run_precision();
     let one_chunk = GpuOptions {
         bars_per_chunk: Some(bars),
@@ -880,32 +974,37 @@ fn gpu_loop_budget_overrun_is_detected() {
 /// `fit_sets` ends a dispatch group where the next set's new indicator columns would not fit
 /// one binding, and refuses only a set that does not fit alone. rsi_ema on 100 bars x 4
 /// symbols in f32: a column is 100 x 4 x 4 = 1,600 bytes, a set adds (4 leverages + 5 rule
-/// params) x 4 = 36 bytes.
+/// params) x 4 = 36 bytes; its EMA streams in the shader and uploads no column.
 #[test]
 fn fit_sets_ends_groups_at_the_binding_limit() {
     let case = Case::new("rsi_ema", 100, false);
     let set = |rsi: i64, ema: i64| ParamSet {
         values: [rsi, 25, 70, ema, 2].map(ParamValue::Int).to_vec(),
     };
-    // Columns: 2 (rsi 14, ema 50), 3 (+ ema 100), 3 (rsi 14, ema 50 again), 4 (+ rsi 21).
+    // Columns: 1 (rsi 14; ema 50 streams), 1 (ema 100 streams too), 1, 2 (+ rsi 21).
     let sets = [set(14, 50), set(14, 100), set(14, 50), set(21, 50)];
     case.with(|input| {
         let resolved = plan::resolve_sets(input, &sets, 0..sets.len()).unwrap();
         let statics = plan::pack_statics::<f32>(input, &resolved[0]).unwrap();
         let fit = |cap: u64| plan::fit_sets::<f32>(input, &statics, &resolved, cap);
-        // 3 sets: 3 x 1,600 + 3 x 36 = 4,908 bytes; the 4th needs 6,400 + 144 = 6,544.
-        assert_eq!(fit(4_908).unwrap(), 3);
-        assert_eq!(fit(6_543).unwrap(), 3);
-        assert_eq!(fit(6_544).unwrap(), 4);
-        // 2 sets: 3 x 1,600 + 2 x 36 = 4,872.
-        assert_eq!(fit(4_871).unwrap(), 1);
-        // One set alone needs 2 x 1,600 + 36 = 3,236 bytes.
+        // 3 sets: 1,600 + 3 x 36 = 1,708 bytes; the 4th needs 3,200 + 144 = 3,344.
+        assert_eq!(fit(1_708).unwrap(), 3);
+        assert_eq!(fit(3_343).unwrap(), 3);
+        assert_eq!(fit(3_344).unwrap(), 4);
+        // 2 sets: 1,600 + 2 x 36 = 1,672.
+        assert_eq!(fit(1_671).unwrap(), 1);
+        // One set alone needs 1,600 + 36 = 1,636 bytes.
         assert_eq!(
-            fit(3_235).unwrap_err().to_string(),
-            "batch too large for the GPU tables: one param set needs 3236 bytes in batch_real \
-             (indicator columns, leverage, rule params) (2 indicator columns of 100 bars x 4 \
-             symbols), the device binds at most 3235 bytes"
+            fit(1_635).unwrap_err().to_string(),
+            "batch too large for the GPU tables: one param set needs 1636 bytes in batch_real \
+             (indicator columns, leverage, rule params) (1 indicator columns of 100 bars x 4 \
+             symbols), the device binds at most 1635 bytes"
         );
+        // The packed tables agree: one column, and the EMA's slot holds each set's period.
+        let tables = plan::pack_batch::<f32>(input, &statics, &resolved).unwrap();
+        assert_eq!(tables.columns, 2);
+        let slots: Vec<u32> = tables.u32s[tables.dims.off_set_cols as usize..].to_vec();
+        assert_eq!(slots, vec![0, 50, 0, 100, 0, 50, 1, 50]);
     });
 }
 
@@ -992,6 +1091,43 @@ fn gpu_failed_dispatch_falls_back_to_the_cpu() {
         )
     );
     check_identical("finished GPU groups", &clean[..100 * nw], &got[..100 * nw]);
-    let simd = case.cpu(&sets[100..], Backend::Simd);
+    let simd = case.cpu(&sets[100..], Backend::Simd(Precision::F64));
     check_identical("CPU fallback", &simd, &got[100 * nw..]);
+}
+
+/// SEMANTICS.md §5.3: the f32 shader holds an account's money in units of 2^-money_exp USDT
+/// and rescales a flat account below 2^-40 units by 2^64. An account of 1e-30 USDT is
+/// rescaled at its first close and then trades in the scaled unit (margins, fees, funding,
+/// brackets, liquidations): every count and float metric must still match the reference at
+/// that capital under the f32 policy, the final equity read back as 1e-30-sized USDT (scaled
+/// by the row's exponent on the host), the trade sums in USDT.
+#[test]
+fn gpu_f32_rescales_a_nearly_empty_account() {
+    let mut case = Case::new("rsi_ema", 700, true);
+    case.capital = 1e-30;
+    let sets = sample_sets(&case.spec, 200, 0x71A9);
+    let reference = case.cpu(&sets, Backend::Scalar);
+    let traded = reference.iter().filter(|m| m.n_trades > 0).count();
+    assert!(traded * 4 > reference.len(), "{traded} rows trade");
+    let (got, report) = case
+        .gpu(&sets, Precision::F32, &GpuOptions::default())
+        .unwrap();
+    assert_eq!(report.cpu_fallback_sets, 0, "{report:?}");
+    for (r, g) in reference.iter().zip(&got) {
+        assert!(
+            (1e-32..1e-28).contains(&g.final_equity) == (1e-32..1e-28).contains(&r.final_equity),
+            "final equity {:e} vs reference {:e}",
+            g.final_equity,
+            r.final_equity
+        );
+    }
+    compare(
+        "rsi_ema 1e-30 USDT",
+        Precision::F32,
+        &F32_POLICY,
+        &sets,
+        &case.windows,
+        &reference,
+        &got,
+    );
 }

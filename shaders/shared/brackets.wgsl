@@ -5,10 +5,12 @@ fn tier_field(i: u32, field: u32) -> real {
     return statics_real[dims.off_tiers + 5u * i + field];
 }
 
-fn tier_floor(i: u32) -> real { return tier_field(i, 0u); }
-fn tier_cap(i: u32) -> real { return tier_field(i, 1u); }
+// The money fields (floor, cap, cum) in the account's money unit (sim.wgsl `money_scale`: 1
+// but after an f32 rescale).
+fn tier_floor(i: u32) -> real { return tier_field(i, 0u) * money_scale(); }
+fn tier_cap(i: u32) -> real { return tier_field(i, 1u) * money_scale(); }
 fn tier_mmr(i: u32) -> real { return tier_field(i, 2u); }
-fn tier_cum(i: u32) -> real { return tier_field(i, 3u); }
+fn tier_cum(i: u32) -> real { return tier_field(i, 3u) * money_scale(); }
 fn tier_max_leverage(i: u32) -> real { return tier_field(i, 4u); }
 
 fn tiers_begin(s: u32) -> u32 { return statics_u32[dims.off_tier_index + s]; }

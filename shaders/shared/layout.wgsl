@@ -1,6 +1,6 @@
 // Host-shared structs, bindings and input accessors of the batch backtest.
 // Twins: kernels/src/gpu/layout.rs (`Dims`, `SetParamsF32/F64`, `AccumF32/F64`,
-// `RowStateF32/F64`, `SymbolStateF32/F64`); a test checks
+// `RowStateF32/F64`, `SymbolStateF32/F64`, `StreamStateF32/F64`); a test checks
 // sizes and offsets through naga. `real` is f32 or f64, `N_SYMBOLS` the market's symbol
 // count: both come from the generated header (kernels/src/gpu/shaders.rs), with the run's
 // `FILL_CLOSE`, `CROSS_MARGIN` and `FUNDING_CONSTANT` (the same values as `Dims`' fields).
@@ -33,6 +33,11 @@ struct Dims {
     bars_per_chunk: u32,
     // Where the canary loop's trip count lies in `statics_u32`.
     off_canary: u32,
+    // Streamed indicators (`N_STREAMS`, shared/indicators.wgsl), the bar their warm-up starts
+    // at (the first bar of any symbol's data) and the warm-up bars one dispatch advances.
+    n_streams: u32,
+    warm_from: u32,
+    warm_bars_per_chunk: u32,
 }
 
 // One param set's account and execution settings (engine::SimParams).
@@ -52,7 +57,8 @@ struct SetParams {
 }
 
 // What compute_metrics reads from one run, accumulated bar by bar; the host finishes the
-// ratios (kernels/src/gpu/plan.rs `finish_metrics`). `status` is 1 once written; the host
+// ratios (kernels/src/gpu/plan.rs `finish_metrics`). `final_equity` is in the row's money
+// unit (2^-money_exp USDT); wins, losses, fees and funding in USDT. `status` is 1 once written; the host
 // pre-fills the buffer with 0xFF bytes so an unwritten row is detected.
 struct Accum {
     final_equity: real,
@@ -71,7 +77,11 @@ struct Accum {
     exposed_bars: u32,
     liquidations: u32,
     skipped_entries: u32,
+    // The row's money exponent when it was written (shared/sim.wgsl `money_rescale`): the
+    // money fields above are in units of 2^-money_exp USDT.
+    money_exp: u32,
     status: u32,
+    pad0: u32,
 }
 
 // One symbol's `Position` (bools as bits of `flags`: 1 open, 2 has a stop, 4 has a
@@ -105,10 +115,34 @@ struct RowState {
     pad_real: real,
     // The bar the next dispatch continues the row at.
     next_bar: u32,
-    pad0: u32,
+    // shared/sim.wgsl `money_exp`.
+    money_exp: u32,
     pad1: u32,
     pad2: u32,
     symbols: array<SymbolState, N_SYMBOLS>,
+    // Streamed indicators (shared/indicators.wgsl), stream-major: `j * N_SYMBOLS + s`.
+    streams: array<StreamState, STREAM_SLOTS>,
+}
+
+// One streamed indicator of one symbol (shared/indicators.wgsl; CPU twins in
+// kernels/src/batch/indicators/): its running state, and its output at the last bar it saw
+// and at the bar before (rules read lag 0 or 1). In f32 the `_lo` fields carry the rounding
+// residual of the field before them (a compensated pair); in f64 they stay 0.
+struct StreamState {
+    // EMA: the average once seeded.
+    value: real,
+    value_lo: real,
+    // EMA: the seed total.
+    total: real,
+    total_lo: real,
+    out: real,
+    out_prev: real,
+    pad_real0: real,
+    pad_real1: real,
+    // Values seen so far (capped at the seeding length).
+    seen: u32,
+    // STREAM_OUT_OK, STREAM_PREV_OK.
+    flags: u32,
 }
 
 // A storage buffer, not a uniform: lavapipe inlines uniform values that steer branches and

@@ -22,7 +22,9 @@ fn metrics_start(initial: real) {
     acc.exposed_bars = 0u;
     acc.liquidations = 0u;
     acc.skipped_entries = 0u;
+    acc.money_exp = 0u;
     acc.status = 0u;
+    acc.pad0 = 0u;
     peak = initial;
     prev_equity = initial;
 }
@@ -50,7 +52,7 @@ fn metrics_bar(equity: real, used: real, paid: real) {
     if (usage > 0.0) {
         acc.exposed_bars += 1u;
     }
-    acc.funding_paid = acc.funding_paid + paid;
+    acc.funding_paid = acc.funding_paid + paid * money_unit();
     acc.final_equity = equity;
     acc.n_bars += 1u;
 }

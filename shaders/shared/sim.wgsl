@@ -41,6 +41,66 @@ var<private> wallet: real;
 var<private> pos: array<Position, N_SYMBOLS>;
 var<private> acc: Accum;
 
+// Money exponent of the account (f32 only, SEMANTICS.md §5.3; no CPU twin: f64 has the range).
+// Every money value of the account (wallet, margins, notionals, quantities, fees, funding,
+// equity, drawdown peak) is held in units of 2^-money_exp USDT. An account that has lost all
+// but 2^-40 USDT would otherwise sink into f32's subnormal range (below 1.2e-38), where
+// digits vanish and sizes round to zero, while the f64 reference keeps trading it; when flat,
+// it is rescaled by 2^64 (exact: a power of two), and back when it has regrown. Everything the
+// simulation does is linear in money except the bracket tables, which `tier_*` scale to the
+// account's unit (brackets.wgsl). Stays 0 in f64.
+var<private> money_exp: u32;
+
+// Rescale below 2^-40 units, back above 2^40, by 2^64.
+const MONEY_RESCALE_BELOW: real = 9.094947017729282e-13;
+const MONEY_RESCALE_ABOVE: real = 1099511627776.0;
+const MONEY_RESCALE_FACTOR: real = 18446744073709551616.0;
+const MONEY_RESCALE_STEP: u32 = 64u;
+
+// USDT per money unit of the account: 1, 2^-64, or 0 past that (where every amount of the
+// account is below 2^-100 USDT: nothing it adds to a sum in USDT shows).
+fn money_unit() -> real {
+    if (!MONEY_RESCALE || money_exp == 0u) {
+        return 1.0;
+    }
+    if (money_exp == MONEY_RESCALE_STEP) {
+        return 5.421010862427522e-20;
+    }
+    return 0.0;
+}
+
+// Money units per USDT, for the bracket tables: 1, 2^64, or 2^90 past that (a cap beyond
+// anything the account holds, that f32 still represents for caps up to 2^37 USDT).
+fn money_scale() -> real {
+    if (!MONEY_RESCALE || money_exp == 0u) {
+        return 1.0;
+    }
+    if (money_exp == MONEY_RESCALE_STEP) {
+        return MONEY_RESCALE_FACTOR;
+    }
+    return 1237940039285380274899124224.0;
+}
+
+// At the close of a bar with no position open: rescales a nearly empty account by 2^64, or
+// one that has regrown back by 2^-64 (exact), with the drawdown peak and previous equity.
+fn money_rescale() {
+    if (wallet > 0.0 && wallet < MONEY_RESCALE_BELOW) {
+        wallet = wallet * MONEY_RESCALE_FACTOR;
+        prev_equity = prev_equity * MONEY_RESCALE_FACTOR;
+        acc.final_equity = acc.final_equity * MONEY_RESCALE_FACTOR;
+        // Capped where drawdown = 1 - equity / peak is 1 in f32 anyway (equity < 2^24).
+        peak = min(peak * MONEY_RESCALE_FACTOR, 1329227995784915872903807060280344576.0);
+        money_exp += MONEY_RESCALE_STEP;
+    } else if (money_exp > 0u && wallet > MONEY_RESCALE_ABOVE) {
+        let down = 1.0 / MONEY_RESCALE_FACTOR;
+        wallet = wallet * down;
+        prev_equity = prev_equity * down;
+        acc.final_equity = acc.final_equity * down;
+        peak = peak * down;
+        money_exp -= MONEY_RESCALE_STEP;
+    }
+}
+
 fn price_at(s: u32, t: u32, at_close: bool) -> real {
     if (at_close) {
         return bar_value(COL_CLOSE, s, t);
@@ -75,15 +135,17 @@ fn open_count() -> u32 {
 fn record(s: u32, gross: real, exit_fee: real, liq_fee: real, reason: u32) {
     let fees = pos[s].entry_fee + exit_fee;
     let pnl = gross - fees - liq_fee - pos[s].funding;
+    // The sums are in USDT (the account's unit is 1 but after a rescale, f32 only).
+    let unit = money_unit();
     acc.n_trades += 1u;
     if (pnl > 0.0) {
-        acc.wins = acc.wins + pnl;
+        acc.wins = acc.wins + pnl * unit;
         acc.n_wins += 1u;
     }
     if (pnl < 0.0) {
-        acc.losses = acc.losses + -pnl;
+        acc.losses = acc.losses + -pnl * unit;
     }
-    acc.fees_paid = acc.fees_paid + fees;
+    acc.fees_paid = acc.fees_paid + fees * unit;
     if (reason == EXIT_LIQUIDATION) {
         acc.liquidations += 1u;
     }

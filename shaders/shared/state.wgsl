@@ -2,7 +2,7 @@
 // §5.4): each dispatch advances every (set, window) row by up to `dims.bars_per_chunk` bars
 // and leaves the account where the next dispatch picks it up. Host twins:
 // kernels/src/gpu/layout.rs `RowStateF32/F64` (the fields before `symbols`) and
-// `SymbolStateF32/F64` (GPU-only buffer, sized by the host from them). `Accum` itself stays in `out`, whose `status` says how far a row got.
+// `SymbolStateF32/F64` and `StreamStateF32/F64` (GPU-only buffer, sized by the host from them). `Accum` itself stays in `out`, whose `status` says how far a row got.
 
 const STATUS_IN_PROGRESS: u32 = 0u;
 const STATUS_WRITTEN: u32 = 1u;
@@ -27,12 +27,14 @@ fn window_funding_begin(w: u32, s: u32) -> u32 {
 // A fresh account at the first bar of window `w` (sim.rs `simulate` before its loop).
 fn state_start(w: u32) {
     wallet = p.initial_capital;
+    money_exp = 0u;
     for (var s = 0u; s < N_SYMBOLS; s += 1u) {
         pos[s].is_open = false;
         pending[s] = TARGET_NONE;
         funding_cursor[s] = window_funding_begin(w, s);
     }
     metrics_start(p.initial_capital);
+    streams_start();
 }
 
 // The account of `row` as the previous chunk left it.
@@ -41,7 +43,9 @@ fn state_load(row: u32) {
     wallet = r.wallet;
     peak = r.peak;
     prev_equity = r.prev_equity;
+    money_exp = r.money_exp;
     acc = out[row];
+    streams = r.streams;
     for (var s = 0u; s < N_SYMBOLS; s += 1u) {
         let q = r.symbols[s];
         pos[s].is_open = (q.flags & FLAG_OPEN) != 0u;
@@ -73,7 +77,7 @@ fn state_store(row: u32, next_bar: u32) {
     r.prev_equity = prev_equity;
     r.pad_real = 0.0;
     r.next_bar = next_bar;
-    r.pad0 = 0u;
+    r.money_exp = money_exp;
     r.pad1 = 0u;
     r.pad2 = 0u;
     for (var s = 0u; s < N_SYMBOLS; s += 1u) {
@@ -98,6 +102,7 @@ fn state_store(row: u32, next_bar: u32) {
         q.funding_cursor = funding_cursor[s];
         r.symbols[s] = q;
     }
+    r.streams = streams;
     state[row] = r;
     acc.status = STATUS_IN_PROGRESS;
     out[row] = acc;

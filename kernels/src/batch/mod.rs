@@ -4,8 +4,9 @@
 //! results (docs/SEMANTICS.md §4, kernels/ARCHITECTURE.md).
 //!
 //! Backends: [`Backend::Scalar`] runs [`crate::reference`] per set (the yardstick);
-//! [`Backend::Simd`] is the fused lane kernel of [`simd`]. Both fill the same [`Metrics`] rows;
-//! `etrading parity` compares them.
+//! [`Backend::Simd`] is the fused lane kernel of [`simd`], in f64 (bit-identical to the
+//! reference) or f32 (twice the lanes per vector, within the `f32` tolerance of
+//! docs/SEMANTICS.md §4.3). All fill the same [`Metrics`] rows; `etrading parity` compares them.
 
 pub mod indicators;
 pub mod lanes;
@@ -14,30 +15,44 @@ mod windows;
 
 pub use windows::{Window, WindowKind, WindowPlan, WindowPlanError};
 
+/// Float precision of a batch backend, one enum for the SIMD and the GPU kernels (defined
+/// with the GPU backend, whose default is f32; the CPU's default is f64: callers name it).
+pub use crate::gpu::Precision;
+
 use rayon::prelude::*;
 
 use crate::brackets::BracketTable;
 use crate::engine::Metrics;
 use crate::reference::{self, Market, ReferenceError};
 use crate::spec::{ParamSet, ResolveError, Spec};
+use lanes::SimdLevel;
 
 /// Which engine evaluates a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     /// The scalar reference engine, one set after the other (per thread).
     Scalar,
-    /// The fused SIMD lane kernel.
-    Simd,
+    /// The fused SIMD lane kernel at the given precision (f64: bit-identical to the
+    /// reference; f32: twice the lanes, SEMANTICS.md §4.3).
+    Simd(Precision),
     /// The WGSL compute kernel of [`crate::gpu`] at the given precision.
-    Gpu(crate::gpu::Precision),
+    Gpu(Precision),
 }
 
 impl Backend {
     pub fn name(self) -> &'static str {
         match self {
             Backend::Scalar => "scalar",
-            Backend::Simd => "simd",
+            Backend::Simd(_) => "simd",
             Backend::Gpu(_) => "gpu",
+        }
+    }
+
+    /// The precision of its arithmetic (the scalar reference: f64).
+    pub fn precision(self) -> Precision {
+        match self {
+            Backend::Scalar => Precision::F64,
+            Backend::Simd(p) | Backend::Gpu(p) => p,
         }
     }
 }
@@ -73,9 +88,6 @@ pub enum BatchError {
     Gpu(String),
 }
 
-/// Runs `sets` through `backend`, filling `out` (set-major: set `i`, window `w` at
-/// `i * windows + w`). `progress` is called with the number of sets just finished (from
-/// worker threads).
 /// What a run reports besides its table: the sets a GPU run handed to the CPU.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunReport {
@@ -98,6 +110,9 @@ impl RunReport {
     }
 }
 
+/// Runs `sets` through `backend`, filling `out` (set-major: set `i`, window `w` at
+/// `i * windows + w`). `progress` is called with the number of sets just finished (from
+/// worker threads).
 pub fn run(
     input: &BatchInput<'_>,
     sets: &[ParamSet],
@@ -115,7 +130,16 @@ pub fn run(
     }
     match backend {
         Backend::Scalar => run_scalar(input, sets, out, progress).map(|()| RunReport::default()),
-        Backend::Simd => simd::run(input, sets, out, progress).map(|()| RunReport::default()),
+        Backend::Simd(precision) => simd::run_at_precision(
+            SimdLevel::detect(),
+            precision,
+            input,
+            sets,
+            out,
+            None,
+            progress,
+        )
+        .map(|()| RunReport::default()),
         Backend::Gpu(precision) => crate::gpu::run(input, sets, precision, out, progress)
             .map(|report| RunReport {
                 cpu_fallback_sets: report.cpu_fallback_sets,

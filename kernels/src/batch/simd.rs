@@ -16,8 +16,17 @@
 //!   `engine::sim::State` method by method on that lane's state. Events are rare (tens per year
 //!   per set), so the kernel runs at vector speed while its decisions are the reference's.
 //!
-//! Float policy: f64 throughout, no FMA, no reassociation (SEMANTICS.md §4.3): the metrics are
-//! bit-identical to the reference's, which `etrading parity` checks.
+//! * **Two precisions, one kernel**: the lane type `L` holds f64 or f32 ([`Lanes`]). The
+//!   event path ([`LaneView`], the positions held in place) is f64 in both; with f32 lanes
+//!   only the vector mirrors and the vector arithmetic (funding, equity, the metric sums) are
+//!   f32, with twice the lanes per register, and the vector trigger tests are made
+//!   conservative (they may send a lane to the f64 event path for nothing, never miss a
+//!   trigger), so every stop, take-profit and liquidation is still decided in f64.
+//!
+//! Float policy (SEMANTICS.md §4.3): f64 lanes compute the reference's operations in its
+//! order, no FMA, no reassociation: the metrics are bit-identical to the reference's, which
+//! `etrading parity` checks. f32 lanes give the same results on every width and platform, within
+//! the `f32` tolerance of the reference.
 
 // The lane loops index several per-lane and per-symbol arrays in step, as the reference's
 // loops do; iterator chains over four zipped arrays would hide the mirror.
@@ -26,12 +35,12 @@
 use std::collections::HashMap;
 
 use rayon::prelude::*;
-use wide::f64x2;
+use wide::{f32x4, f64x2};
 
 #[cfg(target_arch = "x86_64")]
-use super::lanes::Arr;
-use super::lanes::{Lanes, SimdLevel, TRUE};
-use super::{BatchError, BatchInput, indicators};
+use super::lanes::{Arr, Arr32};
+use super::lanes::{Lanes, PackedCodes, SimdLevel};
+use super::{BatchError, BatchInput, Precision, indicators};
 use crate::brackets::BracketTable;
 use crate::engine::{ExitReason, FundingAt, Metrics, MetricsAcc, Position, Side, Target, Trade};
 use crate::expr::{BoundRule, RuleInputs};
@@ -41,6 +50,18 @@ use crate::spec::{FillPrice, Funding, MarginMode, ParamSet, ResolvedIndicator, R
 
 /// The most symbols one spec may trade in the SIMD kernel.
 pub const MAX_SYMBOLS: usize = 8;
+
+/// The most lanes of one block (16 f32 lanes under AVX-512).
+pub const MAX_LANES: usize = 16;
+
+/// Longest window f32 lanes may score: they count bars in f32, exact up to 2^24.
+pub const F32_MAX_WINDOW_BARS: usize = 1 << 24;
+
+/// Relative slack of the f32 lanes' cross-margin and bracket tests (2^-16, 256 f32 units in
+/// the last place): a test that might decide differently in f64 sends the lane to the f64
+/// event path. The f32 errors it covers are below `(5 + 2 x symbols)` units of 2^-24 of the
+/// magnitudes summed (see `simulate_bars`), under 2^-19 for 8 symbols.
+const F32_SLACK: f64 = 1.0 / 65_536.0;
 
 /// Bars simulated per block before the task's next block takes the same bars: 512 bars of
 /// four symbols' seven price columns are about 115 KiB, which stay in L2 across the blocks.
@@ -107,7 +128,7 @@ struct SetPlan {
 /// Trades of one set, recorded when a caller asks (parity).
 pub type TradeLog = Vec<Trade>;
 
-/// Runs the SIMD backend over `sets`; see [`super::run`].
+/// Runs the SIMD backend in f64 over `sets`; see [`super::run`].
 pub fn run(
     input: &BatchInput<'_>,
     sets: &[ParamSet],
@@ -138,7 +159,34 @@ pub fn run_at(
     trades: Option<&mut [TradeLog]>,
     progress: &(dyn Fn(usize) + Sync),
 ) -> Result<(), BatchError> {
+    run_at_precision(level, Precision::F64, input, sets, out, trades, progress)
+}
+
+/// [`run_at`] with lanes of the given precision: f64 (bit-identical to the reference) or f32
+/// (twice the lanes per vector; SEMANTICS.md §4.3).
+pub fn run_at_precision(
+    level: SimdLevel,
+    precision: Precision,
+    input: &BatchInput<'_>,
+    sets: &[ParamSet],
+    out: &mut [Metrics],
+    trades: Option<&mut [TradeLog]>,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<(), BatchError> {
     let level = level.min(SimdLevel::detect());
+    if precision == Precision::F32
+        && let Some(w) = input
+            .windows
+            .windows()
+            .iter()
+            .find(|w| w.end - w.start > F32_MAX_WINDOW_BARS)
+    {
+        return Err(BatchError::Unsupported(format!(
+            "f32 lanes count bars in f32, exact up to {F32_MAX_WINDOW_BARS} bars; window {} has {} bars (use f64)",
+            w.kind.label(),
+            w.end - w.start
+        )));
+    }
     let shared = Shared::new(input)?;
     let plans: Vec<SetPlan> = sets
         .par_iter()
@@ -168,7 +216,7 @@ pub fn run_at(
     let results: Vec<(Vec<Metrics>, Vec<TradeLog>)> = tasks
         .par_iter()
         .map(|task| {
-            let r = run_task_dispatch(level, &shared, sets, &plans, task, trace);
+            let r = run_task_dispatch(level, precision, &shared, sets, &plans, task, trace);
             progress(task.len());
             r
         })
@@ -189,49 +237,59 @@ pub fn run_at(
 
 fn run_task_dispatch(
     level: SimdLevel,
+    precision: Precision,
     shared: &Shared<'_>,
     sets: &[ParamSet],
     plans: &[SetPlan],
     task: &[usize],
     trace: bool,
 ) -> Result<(Vec<Metrics>, Vec<TradeLog>), BatchError> {
-    match level {
+    match (level, precision) {
         #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 => {
+        (SimdLevel::Avx512, _) => {
             // SAFETY: `detect` returned Avx512 only after `is_x86_feature_detected!("avx512f")`.
-            unsafe { run_task_avx512(shared, sets, plans, task, trace) }
+            unsafe { run_task_avx512(precision, shared, sets, plans, task, trace) }
         }
         #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx2 => {
+        (SimdLevel::Avx2, _) => {
             // SAFETY: `detect` returned Avx2 only after `is_x86_feature_detected!("avx2")`.
-            unsafe { run_task_avx2(shared, sets, plans, task, trace) }
+            unsafe { run_task_avx2(precision, shared, sets, plans, task, trace) }
         }
-        _ => run_task::<f64x2>(shared, sets, plans, task, trace),
+        (_, Precision::F64) => run_task::<f64x2>(shared, sets, plans, task, trace),
+        (_, Precision::F32) => run_task::<f32x4>(shared, sets, plans, task, trace),
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn run_task_avx2(
+    precision: Precision,
     shared: &Shared<'_>,
     sets: &[ParamSet],
     plans: &[SetPlan],
     task: &[usize],
     trace: bool,
 ) -> Result<(Vec<Metrics>, Vec<TradeLog>), BatchError> {
-    run_task::<Arr<4>>(shared, sets, plans, task, trace)
+    match precision {
+        Precision::F64 => run_task::<Arr<4>>(shared, sets, plans, task, trace),
+        Precision::F32 => run_task::<Arr32<8>>(shared, sets, plans, task, trace),
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn run_task_avx512(
+    precision: Precision,
     shared: &Shared<'_>,
     sets: &[ParamSet],
     plans: &[SetPlan],
     task: &[usize],
     trace: bool,
 ) -> Result<(Vec<Metrics>, Vec<TradeLog>), BatchError> {
-    run_task::<Arr<8>>(shared, sets, plans, task, trace)
+    match precision {
+        Precision::F64 => run_task::<Arr<8>>(shared, sets, plans, task, trace),
+        Precision::F32 => run_task::<Arr32<16>>(shared, sets, plans, task, trace),
+    }
 }
 
 /// Per-batch data every task reads.
@@ -573,8 +631,9 @@ fn run_task<L: Lanes>(
                 let mut lanes = [LaneParams {
                     caps: [f64::INFINITY; MAX_SYMBOLS],
                     ..plans[chunk[0]].lane
-                }; 8];
-                let mut lane_codes: [&[Vec<u8>]; 8] = [&codes[key_of_set[b * L::W]]; 8];
+                }; MAX_LANES];
+                let mut lane_codes: [&[Vec<u8>]; MAX_LANES] =
+                    [&codes[key_of_set[b * L::W]]; MAX_LANES];
                 for (l, &i) in chunk.iter().enumerate() {
                     lanes[l] = plans[i].lane;
                     lane_codes[l] = &codes[key_of_set[b * L::W + l]];
@@ -590,7 +649,7 @@ fn run_task<L: Lanes>(
             .iter()
             .map(|_| BlockSim::new(shared.input.initial_capital))
             .collect();
-        let mut block_logs: Vec<[TradeLog; 8]> = if log_this {
+        let mut block_logs: Vec<[TradeLog; MAX_LANES]> = if log_this {
             blocks.iter().map(|_| Default::default()).collect()
         } else {
             Vec::new()
@@ -628,7 +687,7 @@ fn run_task<L: Lanes>(
 }
 
 /// One block's lanes: their params and their signal codes per symbol.
-type BlockLanes<'c> = ([LaneParams; 8], [&'c [Vec<u8>]; 8]);
+type BlockLanes<'c> = ([LaneParams; MAX_LANES], [&'c [Vec<u8>]; MAX_LANES]);
 
 /// One window's view of the market.
 struct WindowCtx<'s> {
@@ -770,9 +829,8 @@ impl<L: Lanes> PosLanes<L> {
             self.liq.set(l, f64::NAN);
             return;
         };
-        self.open.set(l, TRUE);
-        self.long
-            .set(l, if p.side == Side::Long { TRUE } else { 0.0 });
+        self.open.set_flag(l, true);
+        self.long.set_flag(l, p.side == Side::Long);
         self.sgnqty.set(l, p.side.sign() * p.qty);
         self.qty.set(l, p.qty);
         self.entry.set(l, p.entry_price);
@@ -834,44 +892,37 @@ struct Block<L: Lanes> {
     funding: L,
     equity: L,
     /// Trade sums per lane (scalar: they change only on events).
-    trades: [MetricsAcc; 8],
-    pending: [[Option<Target>; MAX_SYMBOLS]; 8],
+    trades: [MetricsAcc; MAX_LANES],
+    pending: [[Option<Target>; MAX_SYMBOLS]; MAX_LANES],
     any_pending: u32,
     /// Per symbol, byte `l` holds the code bits lane `l`'s side acts on (§4.1).
-    side_mask: [u64; MAX_SYMBOLS],
+    side_mask: [L::Codes; MAX_SYMBOLS],
     /// Per symbol, bit `l` set while lane `l` holds a position (`pos[s].open` as bits).
     open_bits: [u32; MAX_SYMBOLS],
+    /// f32 lanes: each lane's wallet in f64, the event code's; `wallet` holds it rounded.
+    /// (f64 lanes: unused, `wallet` is exact.)
+    wallet64: [f64; MAX_LANES],
 }
 
 /// The code bits a side acts on: entries when flat, the exit bit of a long or a short.
-fn side_bits(side: Option<Side>) -> u64 {
-    u64::from(match side {
+fn side_bits(side: Option<Side>) -> u8 {
+    match side {
         None => code::ENTER_LONG | code::ENTER_SHORT,
         Some(Side::Long) => code::EXIT_LONG,
         Some(Side::Short) => code::EXIT_SHORT,
-    })
+    }
 }
 
-/// Bit `l` set when byte `l` of `bytes` is non-zero (one bit per lane of packed codes).
-#[inline(always)]
-fn lanes_with_bits(bytes: u64) -> u32 {
-    let mut nz = bytes | bytes >> 4;
-    nz |= nz >> 2;
-    nz |= nz >> 1;
-    // Each byte's low bit, gathered into the top byte by one multiply (no carries: the
-    // partial products land on distinct bits).
-    ((nz & 0x0101_0101_0101_0101).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u32
-}
-
-fn flat_mask(w: usize) -> u64 {
-    (0..w).fold(0, |m, l| m | side_bits(None) << (8 * l))
+/// The side mask of `w` flat lanes.
+fn flat_mask<C: PackedCodes>(w: usize) -> C {
+    (0..w).fold(C::ZERO, |m, l| m | C::lane_byte(side_bits(None), l))
 }
 
 /// One block's simulation state, carried from one chunk of bars to the next.
 struct BlockSim<L: Lanes> {
     blk: Block<L>,
     /// The lanes' positions as the reference holds them; `blk.pos` mirrors them as vectors.
-    held: [LanePositions; 8],
+    held: [LanePositions; MAX_LANES],
     /// Per symbol, the next funding event of the window.
     cursor: [usize; MAX_SYMBOLS],
 }
@@ -892,21 +943,22 @@ impl<L: Lanes> BlockSim<L> {
                 exposed: L::splat(0.0),
                 funding: L::splat(0.0),
                 equity: L::splat(capital),
-                trades: [MetricsAcc::new(capital); 8],
-                pending: [[None; MAX_SYMBOLS]; 8],
+                trades: [MetricsAcc::new(capital); MAX_LANES],
+                pending: [[None; MAX_SYMBOLS]; MAX_LANES],
                 any_pending: 0,
                 side_mask: [flat_mask(L::W); MAX_SYMBOLS],
                 open_bits: [0; MAX_SYMBOLS],
+                wallet64: [capital; MAX_LANES],
             },
-            held: [[None; MAX_SYMBOLS]; 8],
+            held: [[None; MAX_SYMBOLS]; MAX_LANES],
             cursor: [0; MAX_SYMBOLS],
         }
     }
 
     /// Each lane's metric sums once every bar of the window has been simulated.
-    fn finish(&self, ctx: &WindowCtx<'_>) -> [MetricsAcc; 8] {
+    fn finish(&self, ctx: &WindowCtx<'_>) -> [MetricsAcc; MAX_LANES] {
         let bars = (ctx.end - ctx.start) as u64;
-        let mut out = [MetricsAcc::new(ctx.shared.input.initial_capital); 8];
+        let mut out = [MetricsAcc::new(ctx.shared.input.initial_capital); MAX_LANES];
         for (l, acc) in out.iter_mut().enumerate().take(L::W) {
             *acc = self.blk.lane_acc(l);
             acc.bars = bars;
@@ -926,7 +978,7 @@ fn simulate_bars<L: Lanes>(
     ctx: &WindowCtx<'_>,
     lanes: &[LaneParams],
     codes: &[&[Vec<u8>]],
-    packed: &mut Vec<u64>,
+    packed: &mut Vec<L::Codes>,
     mut logs: Option<&mut [TradeLog]>,
     t0: usize,
     t1: usize,
@@ -939,20 +991,41 @@ fn simulate_bars<L: Lanes>(
     let BlockSim { blk, held, cursor } = sim;
     let trace = logs.is_some();
     // Every lane's code of every bar and symbol, one byte per lane: packed[(t - t0) * ns + s].
-    packed.clear();
-    packed.resize((t1 - t0) * ns, 0);
-    for s in 0..ns {
-        let columns: [&[u8]; 8] = std::array::from_fn(|l| &codes[l.min(w - 1)][s][t0..t1]);
-        for (t, word) in packed.iter_mut().skip(s).step_by(ns).enumerate() {
-            let mut v = 0u64;
-            for (l, column) in columns.iter().enumerate().take(w) {
-                v |= u64::from(column[t]) << (8 * l);
+    // Lanes with the same rule params share a code column (sets are sorted by them, so a
+    // block's lanes often share one or two): each distinct column is packed once, its byte
+    // repeated into every byte and masked to its lanes.
+    let mut groups = [(0usize, L::Codes::ZERO); MAX_LANES];
+    let mut n_groups = 0;
+    for l in 0..w {
+        let same = groups[..n_groups]
+            .iter()
+            .position(|&(first, _)| std::ptr::eq(codes[first].as_ptr(), codes[l].as_ptr()));
+        match same {
+            Some(g) => groups[g].1 = groups[g].1 | L::Codes::lane_byte(0xff, l),
+            None => {
+                groups[n_groups] = (l, L::Codes::lane_byte(0xff, l));
+                n_groups += 1;
             }
-            *word = v;
+        }
+    }
+    let groups = &groups[..n_groups];
+    packed.clear();
+    packed.resize((t1 - t0) * ns, L::Codes::ZERO);
+    for s in 0..ns {
+        for &(first, lanes) in groups {
+            let column = &codes[first][s][t0..t1];
+            for (word, &c) in packed.iter_mut().skip(s).step_by(ns).zip(column) {
+                *word = *word | (L::Codes::every_byte(c) & lanes);
+            }
         }
     }
     let zero = L::splat(0.0);
     let one = L::splat(1.0);
+    // f64 lanes test triggers exactly as the reference; f32 lanes conservatively (§4.3).
+    let exact = matches!(L::PRECISION, Precision::F64);
+    let slack = L::splat(F32_SLACK);
+    let slack_up = L::splat(1.0 + F32_SLACK);
+    let slack_down = L::splat(1.0 - F32_SLACK);
     for t in t0..t1 {
         let hole = ctx.holes[t - ctx.start];
         // (1) §2.1: orders from the previous close fill at this open, closes first.
@@ -987,7 +1060,24 @@ fn simulate_bars<L: Lanes>(
                 let rate = L::splat(events[*c].rate);
                 let pay = L::blend(p.open, p.sgnqty * price * rate, zero);
                 p.funding = p.funding + pay;
-                blk.wallet = blk.wallet - pay;
+                if exact {
+                    blk.wallet = blk.wallet - pay;
+                } else {
+                    // f32 lanes settle funding on the f64 wallet and position of each lane
+                    // that holds the symbol (the payment itself is computed in f32), so the
+                    // event code's state carries no f32 rounding of the wallet.
+                    let mut open = blk.open_bits[s];
+                    while open != 0 {
+                        let l = open.trailing_zeros() as usize;
+                        open &= open - 1;
+                        let pay = pay.get(l);
+                        blk.wallet64[l] -= pay;
+                        blk.wallet.set(l, blk.wallet64[l]);
+                        if let Some(pos) = held[l][s].as_mut() {
+                            pos.funding += pay;
+                        }
+                    }
+                }
                 paid = paid + pay;
                 *c += 1;
             }
@@ -999,6 +1089,9 @@ fn simulate_bars<L: Lanes>(
             let mut balance = blk.wallet;
             let mut mm = zero;
             let mut uncertain = zero;
+            // f32 lanes: the sum of the magnitudes entering `balance` and `mm`, which bounds
+            // their rounding errors (see F32_SLACK).
+            let mut magnitude = blk.wallet.max(zero - blk.wallet);
             for (s, p) in blk.pos[..ns].iter().enumerate() {
                 if blk.open_bits[s] == 0 {
                     continue;
@@ -1010,22 +1103,48 @@ fn simulate_bars<L: Lanes>(
                 );
                 let long = p.long & p.open;
                 let short = L::blend(p.long, zero, p.open);
+                // Stops, take-profits and isolated liquidation prices compare prices rounded
+                // to nearest, which keeps their order: whatever hits in f64 hits in f32 lanes
+                // too, and a lane that hits runs the reference's f64 intrabar.
                 let stop_hit = (long & low.le(p.stop)) | (short & high.ge(p.stop));
                 let tp_hit = (long & high.ge(p.tp)) | (short & low.le(p.tp));
                 let mut hit = stop_hit | tp_hit;
                 match shared.margin_mode {
                     MarginMode::Isolated => {
+                        // (A positive f64 price can round to an f32 zero: f32 lanes test >= 0.)
+                        let liq_above_zero = if exact {
+                            p.liq.gt(zero)
+                        } else {
+                            p.liq.ge(zero)
+                        };
                         let liq_hit =
-                            (long & p.liq.gt(zero) & ml.le(p.liq)) | (short & mh.ge(p.liq));
+                            (long & liq_above_zero & ml.le(p.liq)) | (short & mh.ge(p.liq));
                         hit = hit | liq_hit;
                     }
                     MarginMode::Cross => {
                         let worst = L::blend(p.long, ml, mh);
                         balance = balance + L::blend(p.open, p.sgnqty * (worst - p.entry), zero);
                         let notional = p.qty * worst;
-                        uncertain = uncertain
-                            | (p.open
-                                & (notional.le(p.bracket_floor) | notional.gt(p.bracket_cap)));
+                        if exact {
+                            uncertain = uncertain
+                                | (p.open
+                                    & (notional.le(p.bracket_floor) | notional.gt(p.bracket_cap)));
+                        } else {
+                            // Rounded notionals and tier bounds: a notional within the slack
+                            // of a bound may lie on its other side in f64.
+                            uncertain = uncertain
+                                | (p.open
+                                    & (notional.le(p.bracket_floor * slack_up)
+                                        | notional.gt(p.bracket_cap * slack_down)));
+                            magnitude = magnitude
+                                + L::blend(
+                                    p.open,
+                                    p.qty * (worst + p.entry)
+                                        + notional * p.bracket_mmr
+                                        + p.bracket_cum,
+                                    zero,
+                                );
+                        }
                         mm = mm + L::blend(p.open, notional * p.bracket_mmr - p.bracket_cum, zero);
                     }
                 }
@@ -1033,7 +1152,13 @@ fn simulate_bars<L: Lanes>(
             }
             if shared.margin_mode == MarginMode::Cross {
                 // Liquidated unless mm == 0 or balance > mm (engine::sim cross_liquidation).
-                let safe = mm.le(zero) & mm.ge(zero) | balance.gt(mm);
+                // f32 lanes call a lane safe only when balance exceeds mm by more than both
+                // can be off: any lane the f64 test could liquidate runs the f64 test.
+                let safe = if exact {
+                    mm.le(zero) & mm.ge(zero) | balance.gt(mm)
+                } else {
+                    (balance - mm).gt(magnitude * slack)
+                };
                 slow |= open_mask & !safe.bitmask() | uncertain.bitmask();
             }
             slow &= open_mask;
@@ -1064,7 +1189,7 @@ fn simulate_bars<L: Lanes>(
         let mut act = 0u32;
         let row = (t - t0) * ns;
         for s in 0..ns {
-            act |= lanes_with_bits(packed[row + s] & blk.side_mask[s]);
+            act |= (packed[row + s] & blk.side_mask[s]).lanes_with_bits();
             if ctx.last_valid[s] == t {
                 act |= blk.open_bits[s];
             }
@@ -1136,15 +1261,21 @@ fn simulate_bars<L: Lanes>(
         blk.equity = equity;
         if (equity.nan_mask() | paid.nan_mask()).bitmask() != 0 {
             // A hole in the data reached the equity: the reference's scalar rules apply.
+            // (Lanes are read from `blk` and a copy: indexing the loop's vectors by a run-time
+            // lane makes LLVM keep them in memory, and split them, in the hot loop above.)
+            let mut paid_lanes = [0.0; MAX_LANES];
+            for (l, p) in paid_lanes.iter_mut().enumerate().take(w) {
+                *p = paid.get(l);
+            }
             for l in 0..w {
-                let e = equity.get(l);
+                let e = blk.equity.get(l);
                 let peak = blk.peak.get(l).max(e);
                 blk.peak.set(l, peak);
                 let mut acc = blk.lane_acc(l);
                 let used: f64 = (0..ns).map(|s| blk.pos[s].margin.get(l)).sum();
                 let usage = if e > 0.0 { used / e } else { 0.0 };
                 let dd = if peak > 0.0 { 1.0 - e / peak } else { 0.0 };
-                acc.bar(e, dd, usage, paid.get(l));
+                acc.bar(e, dd, usage, paid_lanes[l]);
                 blk.set_lane_acc(l, &acc);
             }
             continue;
@@ -1225,14 +1356,20 @@ impl<'c, 's> LaneView<'c, 's> {
         let ns = ctx.shared.market.symbols.len();
         for (held, lanes) in pos[..ns].iter_mut().zip(&blk.pos) {
             if let Some(held) = held {
-                held.funding = lanes.funding.get(l);
+                // (f32 lanes settle funding on the held positions directly.)
+                if matches!(L::PRECISION, Precision::F64) {
+                    held.funding = lanes.funding.get(l);
+                }
             }
         }
         LaneView {
             ctx,
             p,
             lane: l,
-            wallet: blk.wallet.get(l),
+            wallet: match L::PRECISION {
+                Precision::F64 => blk.wallet.get(l),
+                Precision::F32 => blk.wallet64[l],
+            },
             pos,
             changed: 0,
         }
@@ -1242,6 +1379,7 @@ impl<'c, 's> LaneView<'c, 's> {
     fn store<L: Lanes>(&self, blk: &mut Block<L>, ctx: &WindowCtx<'_>, t: usize) {
         let shared = ctx.shared;
         blk.wallet.set(self.lane, self.wallet);
+        blk.wallet64[self.lane] = self.wallet;
         let l = self.lane;
         for s in 0..shared.market.symbols.len() {
             let side = self.pos[s].as_ref().map(|p| p.side);
@@ -1253,8 +1391,7 @@ impl<'c, 's> LaneView<'c, 's> {
             let notional = self.pos[s].as_ref().map_or(0.0, |p| p.qty * worst);
             let p = &mut blk.pos[s];
             if self.changed & (1 << s) != 0 {
-                let shift = 8 * l;
-                blk.side_mask[s] = (blk.side_mask[s] & !(0xff << shift)) | side_bits(side) << shift;
+                blk.side_mask[s] = blk.side_mask[s].with_lane_byte(l, side_bits(side));
                 blk.open_bits[s] = (blk.open_bits[s] & !(1 << l)) | u32::from(side.is_some()) << l;
                 p.store(
                     l,
@@ -1666,32 +1803,5 @@ impl<'c, 's> LaneView<'c, 's> {
         }
         self.wallet = 0.0;
         true
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::lanes_with_bits;
-
-    fn check(lanes: &[(usize, u8)], want: u32) {
-        let bytes = lanes
-            .iter()
-            .fold(0u64, |m, &(l, b)| m | u64::from(b) << (8 * l));
-        assert_eq!(lanes_with_bits(bytes), want, "{lanes:?}");
-    }
-
-    #[test]
-    fn lanes_with_bits_marks_every_non_zero_byte() {
-        check(&[], 0);
-        check(&[(0, 1)], 0b1);
-        check(&[(7, 0x80)], 0b1000_0000);
-        check(&[(0, 0xff), (3, 0x10), (7, 0x02)], 0b1000_1001);
-        check(&(0..8).map(|l| (l, 0xffu8)).collect::<Vec<_>>(), 0xff);
-        // Every single bit of every byte.
-        for l in 0..8 {
-            for b in 0..8 {
-                check(&[(l, 1 << b)], 1 << l);
-            }
-        }
     }
 }

@@ -15,6 +15,7 @@
 
 use std::fmt::Write as _;
 
+use super::streams::{Stream, plan_streams, stream_of, streams_wgsl};
 use crate::expr::{BinaryOp, OpView, Rule, SourceView};
 use crate::series::Series;
 use crate::spec::Spec;
@@ -22,17 +23,19 @@ use crate::spec::Spec;
 /// Rule names in the order the simulation reads them.
 pub const RULE_NAMES: [&str; 4] = ["long_entry", "long_exit", "short_entry", "short_exit"];
 
-/// WGSL of the four rule functions of `spec` (a missing rule is always false).
+/// WGSL of the four rule functions of `spec` (a missing rule is always false), preceded by
+/// the streamed indicators' code ([`super::streams`]).
 pub fn rules_wgsl(spec: &Spec) -> String {
+    let streams = plan_streams(spec);
     let rules = [
         &spec.rules.long_entry,
         &spec.rules.long_exit,
         &spec.rules.short_entry,
         &spec.rules.short_exit,
     ];
-    let mut out = String::new();
+    let mut out = streams_wgsl(&streams);
     for (name, rule) in RULE_NAMES.iter().zip(rules) {
-        out.push_str(&rule_wgsl(name, rule.as_ref()));
+        out.push_str(&rule_wgsl_streamed(name, rule.as_ref(), &streams));
     }
     out
 }
@@ -58,8 +61,15 @@ fn literal(value: f64) -> String {
     }
 }
 
-/// WGSL of one rule function.
+/// WGSL of one rule function, every indicator read from its uploaded column.
 pub fn rule_wgsl(name: &str, rule: Option<&Rule>) -> String {
+    rule_wgsl_streamed(name, rule, &[])
+}
+
+/// WGSL of one rule function; indicators in `streams` are read from the shader's streams
+/// (`stream_out` / `stream_ok` of shaders/shared/indicators.wgsl, lag 0 or 1), the others
+/// from their uploaded columns.
+pub fn rule_wgsl_streamed(name: &str, rule: Option<&Rule>, streams: &[Stream]) -> String {
     let mut f = String::new();
     let _ = writeln!(
         f,
@@ -94,6 +104,15 @@ pub fn rule_wgsl(name: &str, rule: Option<&Rule>) -> String {
                         "true".to_string(),
                         false,
                     ),
+                    SourceView::Indicator(slot) if let Some(j) = stream_of(streams, slot) => {
+                        // plan_streams streams only indicators read at a constant lag of 0 or 1.
+                        let bars = rule.lags().get(lag).map_or(0, |l| l.bars);
+                        (
+                            format!("stream_out({j}u, s, {bars}u)"),
+                            format!("stream_ok({j}u, s, {bars}u)"),
+                            false,
+                        )
+                    }
                     SourceView::Indicator(slot) => {
                         let _ = writeln!(f, "    let c{k} = set_col(set_id, {slot}u);");
                         (

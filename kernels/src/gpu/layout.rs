@@ -4,7 +4,8 @@
 //!
 //! The simulation state that persists between the dispatches of a dispatch group (WGSL
 //! `RowState`: the fields of [`RowStateF32`] / [`RowStateF64`] followed by
-//! `symbols: array<SymbolState, N_SYMBOLS>`) lives only on the GPU: the host sizes its buffer
+//! `symbols: array<SymbolState, N_SYMBOLS>` and `streams: array<StreamState, STREAM_SLOTS>`,
+//! `STREAM_SLOTS` = max(1, streams) x symbols) lives only on the GPU: the host sizes its buffer
 //! from these twins ([`Real::state_bytes`]) and never reads it.
 
 use bytemuck::{Pod, Zeroable};
@@ -41,6 +42,13 @@ pub struct Dims {
     pub bars_per_chunk: u32,
     /// Where [`CANARY_TRIPS`] lies in `statics_u32`.
     pub off_canary: u32,
+    /// Streamed indicators (`N_STREAMS` of the generated WGSL; `gpu::streams`).
+    pub n_streams: u32,
+    /// The bar a row's streamed indicators start at: the first bar of any symbol's data.
+    pub warm_from: u32,
+    /// Warm-up bars (streamed indicators only, before a window's first bar) one dispatch
+    /// advances a row by.
+    pub warm_bars_per_chunk: u32,
 }
 
 /// Trip count of the shader's canary loop (`loop_budget_intact`), read from `statics_u32` at
@@ -80,6 +88,8 @@ pub struct AccumHost {
     pub exposed_bars: u32,
     pub liquidations: u32,
     pub skipped_entries: u32,
+    /// `final_equity` is in units of 2^-money_exp USDT (f32 rescaling, SEMANTICS.md §5.3).
+    pub money_exp: u32,
     pub status: u32,
 }
 
@@ -113,9 +123,16 @@ pub trait Real: Pod + Copy + Send + Sync + 'static {
     type RowState: Pod + Send + Sync;
     /// WGSL twin `SymbolState` at this precision.
     type SymbolState: Pod + Send + Sync;
-    /// Bytes of one WGSL `RowState` for `n_symbols` symbols.
-    fn state_bytes(n_symbols: usize) -> usize {
-        size_of::<Self::RowState>() + n_symbols.max(1) * size_of::<Self::SymbolState>()
+    /// WGSL twin `StreamState` at this precision.
+    type StreamState: Pod + Send + Sync;
+    /// Bytes of one WGSL `RowState` for `n_symbols` symbols and `n_streams` streamed
+    /// indicators (one `StreamState` per symbol even without streams: WGSL has no empty
+    /// array).
+    fn state_bytes(n_symbols: usize, n_streams: usize) -> usize {
+        let ns = n_symbols.max(1);
+        size_of::<Self::RowState>()
+            + ns * size_of::<Self::SymbolState>()
+            + n_streams.max(1) * ns * size_of::<Self::StreamState>()
     }
     fn from_f64(value: f64) -> Self;
     fn set_params(host: &SetParamsHost) -> Self::SetParams;
@@ -123,7 +140,7 @@ pub trait Real: Pod + Copy + Send + Sync + 'static {
 }
 
 macro_rules! real_layout {
-    ($real:ty, $wgsl:literal, $set:ident, $accum:ident, $row:ident, $sym:ident) => {
+    ($real:ty, $wgsl:literal, $set:ident, $accum:ident, $row:ident, $sym:ident, $stream:ident) => {
         /// WGSL twin: `struct SetParams` with `real` =
         #[doc = $wgsl]
         #[repr(C)]
@@ -164,7 +181,10 @@ macro_rules! real_layout {
             pub exposed_bars: u32,
             pub liquidations: u32,
             pub skipped_entries: u32,
+            /// The row's money exponent: `final_equity` is in units of 2^-money_exp USDT.
+            pub money_exp: u32,
             pub status: u32,
+            pub pad0: u32,
         }
 
         #[doc = concat!(
@@ -182,7 +202,8 @@ macro_rules! real_layout {
             pub pad_real: $real,
             /// The bar the next dispatch continues the row at.
             pub next_bar: u32,
-            pub pad0: u32,
+            /// The account's money exponent (shaders/shared/sim.wgsl `money_exp`).
+            pub money_exp: u32,
             pub pad1: u32,
             pub pad2: u32,
         }
@@ -214,12 +235,33 @@ macro_rules! real_layout {
             pub funding_cursor: u32,
         }
 
+        #[doc = concat!(
+            "WGSL twin: `struct StreamState` with `real` = ", $wgsl, ". One streamed ",
+            "indicator of one symbol (shaders/shared/indicators.wgsl) between two dispatches."
+        )]
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
+        pub struct $stream {
+            pub value: $real,
+            pub value_lo: $real,
+            pub total: $real,
+            pub total_lo: $real,
+            pub out: $real,
+            pub out_prev: $real,
+            pub pad_real0: $real,
+            pub pad_real1: $real,
+            pub seen: u32,
+            /// Bit 0: `out` valid, bit 1: `out_prev` valid.
+            pub flags: u32,
+        }
+
         impl Real for $real {
             const WGSL: &'static str = $wgsl;
             type SetParams = $set;
             type Accum = $accum;
             type RowState = $row;
             type SymbolState = $sym;
+            type StreamState = $stream;
 
             fn from_f64(value: f64) -> Self {
                 value as $real
@@ -260,6 +302,7 @@ macro_rules! real_layout {
                     exposed_bars: r.exposed_bars,
                     liquidations: r.liquidations,
                     skipped_entries: r.skipped_entries,
+                    money_exp: r.money_exp,
                     status: r.status,
                 }
             }
@@ -273,7 +316,8 @@ real_layout!(
     SetParamsF32,
     AccumF32,
     RowStateF32,
-    SymbolStateF32
+    SymbolStateF32,
+    StreamStateF32
 );
 real_layout!(
     f64,
@@ -281,7 +325,8 @@ real_layout!(
     SetParamsF64,
     AccumF64,
     RowStateF64,
-    SymbolStateF64
+    SymbolStateF64,
+    StreamStateF64
 );
 
 /// Field names and byte offsets of a host struct, for the naga layout test.
@@ -303,8 +348,9 @@ macro_rules! host_layout {
 }
 
 /// The host layouts of the structs shared with a shader at precision `T` for `n_symbols`
-/// symbols (`RowState` ends with its `N_SYMBOLS` `SymbolState`s).
-pub fn host_layouts(f64_variant: bool, n_symbols: usize) -> Vec<HostLayout> {
+/// symbols and `n_streams` streamed indicators (`RowState` ends with its `N_SYMBOLS`
+/// `SymbolState`s and its `STREAM_SLOTS` `StreamState`s).
+pub fn host_layouts(f64_variant: bool, n_symbols: usize, n_streams: usize) -> Vec<HostLayout> {
     let dims = host_layout!(
         Dims,
         "Dims",
@@ -332,11 +378,14 @@ pub fn host_layouts(f64_variant: bool, n_symbols: usize) -> Vec<HostLayout> {
             off_set_cols,
             off_window_funding,
             bars_per_chunk,
-            off_canary
+            off_canary,
+            n_streams,
+            warm_from,
+            warm_bars_per_chunk
         ]
     );
     macro_rules! pair {
-        ($set:ty, $accum:ty, $row:ty, $sym:ty) => {
+        ($set:ty, $accum:ty, $row:ty, $sym:ty, $stream:ty) => {
             vec![
                 dims,
                 host_layout!(
@@ -377,7 +426,9 @@ pub fn host_layouts(f64_variant: bool, n_symbols: usize) -> Vec<HostLayout> {
                         exposed_bars,
                         liquidations,
                         skipped_entries,
-                        status
+                        money_exp,
+                        status,
+                        pad0
                     ]
                 ),
                 {
@@ -390,15 +441,25 @@ pub fn host_layouts(f64_variant: bool, n_symbols: usize) -> Vec<HostLayout> {
                             prev_equity,
                             pad_real,
                             next_bar,
-                            pad0,
+                            money_exp,
                             pad1,
                             pad2
                         ]
                     );
                     row.fields.push(("symbols", row.size));
                     row.size += n_symbols * std::mem::size_of::<$sym>();
+                    row.fields.push(("streams", row.size));
+                    row.size += n_streams.max(1) * n_symbols * std::mem::size_of::<$stream>();
                     row
                 },
+                host_layout!(
+                    $stream,
+                    "StreamState",
+                    [
+                        value, value_lo, total, total_lo, out, out_prev, pad_real0, pad_real1,
+                        seen, flags
+                    ]
+                ),
                 host_layout!(
                     $sym,
                     "SymbolState",
@@ -425,8 +486,20 @@ pub fn host_layouts(f64_variant: bool, n_symbols: usize) -> Vec<HostLayout> {
         };
     }
     if f64_variant {
-        pair!(SetParamsF64, AccumF64, RowStateF64, SymbolStateF64)
+        pair!(
+            SetParamsF64,
+            AccumF64,
+            RowStateF64,
+            SymbolStateF64,
+            StreamStateF64
+        )
     } else {
-        pair!(SetParamsF32, AccumF32, RowStateF32, SymbolStateF32)
+        pair!(
+            SetParamsF32,
+            AccumF32,
+            RowStateF32,
+            SymbolStateF32,
+            StreamStateF32
+        )
     }
 }

@@ -4,8 +4,10 @@
 //! One invocation runs one param set in one window (full run, or a walk-forward IS / OOS
 //! window): an independent account simulated bar by bar, symbols in order, exactly as
 //! [`crate::reference::run_windows`] + [`crate::engine::simulate`] (docs/SEMANTICS.md §2). The
-//! spec's rules are compiled to WGSL ([`codegen`]); indicators are computed on the CPU with
-//! TA-Lib once per distinct parameter tuple of a dispatch and uploaded. The shader folds the
+//! spec's rules are compiled to WGSL ([`codegen`]); EMA indicators read at lag 0 or 1 are
+//! streamed in the shader ([`streams`], from the first bar of the data, so walk-forward
+//! windows see them warmed); every other indicator is computed on the CPU with TA-Lib once
+//! per distinct parameter tuple of a dispatch and uploaded. The shader folds the
 //! per-bar equity into the sums of [`crate::engine::MetricsAcc`] and the host finishes them
 //! with the same code as the reference.
 //!
@@ -29,6 +31,7 @@ pub mod codegen;
 pub mod layout;
 pub mod plan;
 pub mod shaders;
+pub mod streams;
 
 use std::collections::HashMap;
 use std::sync::mpsc;
@@ -121,6 +124,9 @@ pub struct GpuOptions {
     /// [`plan::HARDWARE_LOOP_BUDGET`] on a GPU) by [`plan::loop_iterations_per_bar`]. A value
     /// too large for lavapipe is detected by the shader's canary loop and fails the group.
     pub bars_per_chunk: Option<usize>,
+    /// Warm-up bars per dispatch (streamed indicators only, before a window's first bar).
+    /// Default: as many as the same loop budget allows ([`plan::warm_bars_per_chunk`]).
+    pub warm_bars_per_chunk: Option<usize>,
     /// Caps the largest storage binding the planner assumes (bytes), below the device's: a
     /// small GPU's limits on a big one.
     pub max_binding_bytes: Option<u64>,
@@ -481,7 +487,7 @@ fn submit<R: Real>(
     let rows = tables.sets.len() * tables.dims.n_windows as usize;
     let n_symbols = (tables.dims.n_symbols as usize).max(1);
     let out_bytes = rows * size_of::<R::Accum>();
-    let state_bytes = rows * R::state_bytes(n_symbols);
+    let state_bytes = rows * R::state_bytes(n_symbols, tables.dims.n_streams as usize);
     // The planner keeps every buffer within a binding; these checks guard its arithmetic.
     for (what, bytes) in [
         ("batch_real", tables.real.len() * size_of::<R>()),
@@ -736,12 +742,24 @@ fn run_typed<R: Real>(
                 input.market.symbols.len(),
                 statics.max_tiers,
                 statics.max_events_per_bar,
+                statics.streams.len(),
             )
         })
         .max(1);
-    let window_lengths: Vec<usize> = input.windows.ranges().iter().map(|r| r.len()).collect();
-    let n_chunks = plan::dispatches_per_group(&window_lengths, bars_per_chunk);
+    let warm_bars_per_chunk = options
+        .warm_bars_per_chunk
+        .unwrap_or_else(|| {
+            plan::warm_bars_per_chunk(budget, input.market.symbols.len(), statics.streams.len())
+        })
+        .max(1);
+    let work = plan::window_work(
+        &input.windows.ranges(),
+        statics.dims.warm_from as usize,
+        statics.streams.len(),
+    );
+    let n_chunks = plan::dispatches_with_warm_up(&work, bars_per_chunk, warm_bars_per_chunk);
     statics.dims.bars_per_chunk = u32::try_from(bars_per_chunk).unwrap_or(u32::MAX);
+    statics.dims.warm_bars_per_chunk = u32::try_from(warm_bars_per_chunk).unwrap_or(u32::MAX);
     report.chunks_per_group = n_chunks;
     report.bars_per_chunk = bars_per_chunk;
     let source = backtest_source(input, R::WGSL, &statics.dims)?;
@@ -805,7 +823,7 @@ fn run_typed<R: Real>(
     if let Some((start, reason)) = failed {
         let rest = &sets[start..];
         let rows = &mut out[start * n_windows..];
-        batch::run(input, rest, Backend::Simd, rows, progress)
+        batch::run(input, rest, Backend::Simd(Precision::F64), rows, progress)
             .map_err(|e| GpuError::Fallback(e.to_string()))?;
         report.cpu_fallback_sets = rest.len();
         report.fallback_reason = Some(reason);

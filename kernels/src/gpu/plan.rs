@@ -3,7 +3,7 @@
 //! columns computed on the CPU per distinct parameter tuple, per-set settings), the split of
 //! the sets into dispatch groups under the device limits ([`plan_dispatches`], then
 //! [`fit_sets`] for the indicator columns), the length of the bar chunks under a loop budget
-//! ([`bars_per_chunk`], [`dispatches_per_group`]), and the metrics finished from the
+//! ([`bars_per_chunk`], [`dispatches_with_warm_up`]), and the metrics finished from the
 //! read-back sums.
 //!
 //! # Dispatch groups and bar chunks
@@ -23,6 +23,7 @@ use rayon::prelude::*;
 
 use super::GpuError;
 use super::layout::{AccumHost, CANARY_TRIPS, Dims, Real, SetParamsHost};
+use super::streams::{self, Stream};
 use crate::batch::BatchInput;
 use crate::engine::FundingAt;
 use crate::engine::{Fill, MarginMode, Metrics, MetricsAcc};
@@ -75,7 +76,7 @@ impl SetBytes {
         let ns = dims.n_symbols as usize;
         SetBytes {
             out: n_windows * size_of::<R::Accum>(),
-            state: n_windows * R::state_bytes(ns),
+            state: n_windows * R::state_bytes(ns, dims.n_streams as usize),
             set_params: size_of::<R::SetParams>(),
             batch_real: (ns + dims.n_rule_params as usize) * size_of::<R>(),
             batch_u32: dims.n_slots as usize * 4,
@@ -147,14 +148,16 @@ const fn trips(n: u64) -> u64 {
 }
 
 /// An upper bound on the loop trips one bar costs one invocation of shaders/backtest.wgsl,
-/// for `n_symbols` symbols, at most `max_tiers` bracket tiers per symbol and at most
-/// `max_events_per_bar` funding events per symbol and bar. Every loop of the bar body is
-/// counted at its largest trip count, as if every branch were taken (both fill paths, both
-/// margin modes): a change to the shader's loops changes this function.
+/// for `n_symbols` symbols, at most `max_tiers` bracket tiers per symbol, at most
+/// `max_events_per_bar` funding events per symbol and bar, and `n_streams` streamed
+/// indicators. Every loop of the bar body is counted at its largest trip count, as if every
+/// branch were taken (both fill paths, both margin modes): a change to the shader's loops
+/// changes this function.
 pub fn loop_iterations_per_bar(
     n_symbols: usize,
     max_tiers: usize,
     max_events_per_bar: usize,
+    n_streams: usize,
 ) -> u64 {
     let s = n_symbols.max(1) as u64;
     let tiers = max_tiers.max(1) as u64;
@@ -174,7 +177,33 @@ pub fn loop_iterations_per_bar(
     // the open; funding (a loop over symbols with two loops over events each); intrabar;
     // signals; the fills at the close; pending; last bars; equity.
     let funding = trips(s) + s * 2 * trips(events);
-    1 + 2 * trips(s) + execute + funding + intrabar + trips(s) + execute + 3 * trips(s)
+    1 + streams_update_trips(n_symbols, n_streams)
+        + 2 * trips(s)
+        + execute
+        + funding
+        + intrabar
+        + trips(s)
+        + execute
+        + 3 * trips(s)
+}
+
+/// Loop trips of the generated `streams_update` (gpu::streams): one loop over the symbols
+/// when anything streams (the streams' updates are straight-line code), none otherwise.
+fn streams_update_trips(n_symbols: usize, n_streams: usize) -> u64 {
+    if n_streams == 0 {
+        0
+    } else {
+        trips(n_symbols.max(1) as u64)
+    }
+}
+
+/// Warm-up bars per dispatch (streamed indicators only, before a window's first bar) so that
+/// one invocation stays within `budget` loop trips: each costs the bar loop's trip and
+/// `streams_update`'s loop over the symbols.
+pub fn warm_bars_per_chunk(budget: u64, n_symbols: usize, n_streams: usize) -> usize {
+    let per_bar = 1 + streams_update_trips(n_symbols, n_streams);
+    let fixed = loop_iterations_per_chunk(n_symbols);
+    (budget.saturating_sub(fixed) / per_bar).max(1) as usize
 }
 
 /// Loop trips of an invocation outside its bars: starting or loading the account, storing it,
@@ -190,22 +219,52 @@ pub fn bars_per_chunk(
     n_symbols: usize,
     max_tiers: usize,
     max_events_per_bar: usize,
+    n_streams: usize,
 ) -> usize {
-    let per_bar = loop_iterations_per_bar(n_symbols, max_tiers, max_events_per_bar);
+    let per_bar = loop_iterations_per_bar(n_symbols, max_tiers, max_events_per_bar, n_streams);
     let fixed = loop_iterations_per_chunk(n_symbols);
     (budget.saturating_sub(fixed) / per_bar).max(1) as usize
 }
 
-/// Dispatches a group needs: each advances every (set, window) row by `bars_per_chunk` bars
-/// from where it stopped, so the longest window decides (one dispatch at least, which also
-/// writes the rows of empty windows).
-pub fn dispatches_per_group(window_lengths: &[usize], bars_per_chunk: usize) -> usize {
-    window_lengths
+/// Dispatches a group needs: each advances every (set, window) row from where it stopped,
+/// per window `(warm-up bars, window bars)` ([`window_work`]): the warm-up of its streamed
+/// indicators in dispatches of `warm_bars_per_chunk` bars, then the window in dispatches of
+/// `bars_per_chunk` (a dispatch does one or the other). The longest row decides; one
+/// dispatch at least, which also writes the rows of empty windows.
+pub fn dispatches_with_warm_up(
+    windows: &[(usize, usize)],
+    bars_per_chunk: usize,
+    warm_bars_per_chunk: usize,
+) -> usize {
+    windows
         .iter()
-        .map(|len| len.div_ceil(bars_per_chunk.max(1)))
+        .map(|&(warm, len)| {
+            warm.div_ceil(warm_bars_per_chunk.max(1)) + len.div_ceil(bars_per_chunk.max(1))
+        })
         .max()
         .unwrap_or(0)
         .max(1)
+}
+
+/// The warm-up bars of each window of `ranges` when `n_streams` indicators stream from bar
+/// `warm_from` (none for an empty window or when nothing streams), with the window's bars:
+/// what [`dispatches_with_warm_up`] takes.
+pub fn window_work(
+    ranges: &[Range<usize>],
+    warm_from: usize,
+    n_streams: usize,
+) -> Vec<(usize, usize)> {
+    ranges
+        .iter()
+        .map(|r| {
+            let warm = if n_streams == 0 || r.is_empty() {
+                0
+            } else {
+                r.start.saturating_sub(warm_from)
+            };
+            (warm, r.len())
+        })
+        .collect()
 }
 
 /// Everything that does not change between dispatches.
@@ -222,6 +281,8 @@ pub struct Statics<R> {
     pub max_tiers: usize,
     /// The most funding events of one symbol on one bar (for [`loop_iterations_per_bar`]).
     pub max_events_per_bar: usize,
+    /// The indicators the shader streams instead of reading uploaded columns.
+    pub streams: Vec<Stream>,
 }
 
 /// One dispatch's tables.
@@ -231,7 +292,8 @@ pub struct BatchTables<R: Real> {
     pub u32s: Vec<u32>,
     pub sets: Vec<R::SetParams>,
     pub dims: Dims,
-    /// Distinct indicator columns (parameter tuples x outputs) in this dispatch.
+    /// Distinct uploaded indicator columns (parameter tuples x outputs) in this dispatch;
+    /// streamed indicators have none.
     pub columns: usize,
 }
 
@@ -392,7 +454,13 @@ pub fn pack_statics<R: Real>(
         u32s.push(first_bar);
         u32s.push(last_bar);
     }
+    let streams = streams::plan_streams(input.spec);
+    let warm_from = spans.iter().flatten().map(|(a, _)| *a).min().unwrap_or(0);
     let dims = Dims {
+        n_streams: to_u32(streams.len(), "streamed indicators")?,
+        warm_from: to_u32(warm_from, "bars")?,
+        // Set by the run with the chunk length.
+        warm_bars_per_chunk: 0,
         n_bars: to_u32(n, "bars")?,
         n_symbols: to_u32(ns, "symbols")?,
         n_windows: to_u32(ranges.len(), "windows")?,
@@ -426,6 +494,7 @@ pub fn pack_statics<R: Real>(
         margin_mode: params.margin_mode,
         max_tiers,
         max_events_per_bar,
+        streams,
     })
 }
 
@@ -558,6 +627,9 @@ pub fn fit_sets<R: Real>(
     for (k, r) in resolved.iter().enumerate() {
         let mut added = 0u64;
         for (i, ind) in r.indicators.iter().enumerate() {
+            if statics.streams.iter().any(|s| s.indicator == i) {
+                continue;
+            }
             let key = column_key(i, ind);
             if !keys.contains(&key) {
                 keys.insert(key);
@@ -590,8 +662,9 @@ pub fn fit_sets<R: Real>(
     Ok(resolved.len())
 }
 
-/// Packs one dispatch: indicator columns of every distinct parameter tuple the sets use,
-/// each set's column per output slot, its leverage per symbol, its rule params and settings.
+/// Packs one dispatch: indicator columns of every distinct parameter tuple the sets use
+/// (streamed indicators excepted), each set's column per output slot (a streamed
+/// indicator's period in its slot), its leverage per symbol, its rule params and settings.
 /// `resolved` are the dispatch's sets, resolved.
 pub fn pack_batch<R: Real>(
     input: &BatchInput<'_>,
@@ -622,6 +695,13 @@ pub fn pack_batch<R: Real>(
         }
         let mut row = vec![0u32; n_slots];
         for (i, ind) in r.indicators.iter().enumerate() {
+            if statics.streams.iter().any(|s| s.indicator == i) {
+                // A streamed indicator's slot holds its period (gpu::streams).
+                row[ind.first_slot] = streams::period_of(ind).map_err(|detail| {
+                    GpuError::Input(format!("indicator `{}`: {detail}", ind.name))
+                })?;
+                continue;
+            }
             let key = column_key(i, ind);
             let group = *keys.entry(key).or_insert_with(|| {
                 groups.push(ind);
@@ -722,14 +802,23 @@ pub fn resolve_sets(
         .collect()
 }
 
+/// The step of the shader's money exponent (`MONEY_RESCALE_STEP` in shaders/shared/sim.wgsl).
+pub const MONEY_RESCALE_STEP: u32 = 64;
+
 /// The metrics of one read-back row, finished by the same [`MetricsAcc::finish`] as the
-/// reference engine.
+/// reference engine. The final equity comes back in the row's money unit (2^-money_exp
+/// USDT, exact in f64).
 pub fn finish_metrics(row: &AccumHost, initial: f64, interval_ms: i64) -> Metrics {
+    // Steps of 2^-64 (the shader rescales by 2^64), each exact.
+    let mut final_equity = row.final_equity;
+    for _ in 0..row.money_exp / MONEY_RESCALE_STEP {
+        final_equity *= 1.0 / 18_446_744_073_709_551_616.0;
+    }
     let acc = MetricsAcc {
         initial,
-        prev: row.final_equity,
+        prev: final_equity,
         bars: u64::from(row.n_bars),
-        final_equity: row.final_equity,
+        final_equity,
         max_drawdown: row.max_drawdown,
         sum: row.ret_sum,
         sum_sq: row.ret_sum_sq,

@@ -9,7 +9,8 @@
 //! * A generated header goes first: `alias real = f32;` (or `f64`), `const N_SYMBOLS: u32 =
 //!   ...;` and the run's settings that steer branches in every bar as `const` bools
 //!   (`FILL_CLOSE`, `CROSS_MARGIN`, `FUNDING_CONSTANT`; see [`Variant`]), so the compiler drops
-//!   the branches a run never takes.
+//!   the branches a run never takes; `MONEY_RESCALE` is true in f32 (the account's money
+//!   exponent of `shaders/shared/sim.wgsl`, docs/SEMANTICS.md §5.3).
 //!
 //! Every file of `shaders/` is listed in `shaders/SHADERS.txt`; a test checks the folder, that
 //! list and [`SHADER_FILES`] agree, and validates every entry-point file with naga.
@@ -25,6 +26,10 @@ pub const SHADER_FILES: &[(&str, &str)] = &[
     (
         "shared/brackets.wgsl",
         include_str!("../../../shaders/shared/brackets.wgsl"),
+    ),
+    (
+        "shared/indicators.wgsl",
+        include_str!("../../../shaders/shared/indicators.wgsl"),
     ),
     (
         "shared/layout.wgsl",
@@ -142,12 +147,13 @@ impl Variant {
         format!(
             "// generated header\nalias real = {};\nconst N_SYMBOLS: u32 = {}u;\n\
              const FILL_CLOSE: bool = {};\nconst CROSS_MARGIN: bool = {};\n\
-             const FUNDING_CONSTANT: bool = {};\n",
+             const FUNDING_CONSTANT: bool = {};\nconst MONEY_RESCALE: bool = {};\n",
             self.real,
             self.n_symbols.max(1),
             self.fill_close,
             self.cross_margin,
-            self.funding_constant
+            self.funding_constant,
+            self.real == "f32"
         )
     }
 }
