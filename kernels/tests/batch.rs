@@ -49,6 +49,25 @@ struct SymbolData {
     funding: Vec<FundingAt>,
 }
 
+impl SymbolData {
+    /// `bars` bars without data (NaN everywhere) and no funding.
+    fn missing(name: &'static str, bars: usize) -> SymbolData {
+        let nan = || vec![f64::NAN; bars];
+        SymbolData {
+            name,
+            open: nan(),
+            high: nan(),
+            low: nan(),
+            close: nan(),
+            volume: nan(),
+            mark_open: nan(),
+            mark_high: nan(),
+            mark_low: nan(),
+            funding: Vec::new(),
+        }
+    }
+}
+
 /// Random walks with volatility regimes, spikes of up to 20 %, flat stretches, a symbol that
 /// starts late and one that ends early, marks missing for a stretch, funding every 8 h with
 /// rates of both signs. (No NaN inside a symbol's span: the panel never has one, §1.4.)
@@ -62,18 +81,7 @@ fn market_data(seed: u64, bars: usize, interval_ms: i64) -> (Vec<i64>, Vec<Symbo
     let mut out = Vec::new();
     for (k, name) in names.iter().enumerate() {
         let mut price = starts[k];
-        let mut d = SymbolData {
-            name,
-            open: vec![f64::NAN; bars],
-            high: vec![f64::NAN; bars],
-            low: vec![f64::NAN; bars],
-            close: vec![f64::NAN; bars],
-            volume: vec![f64::NAN; bars],
-            mark_open: vec![f64::NAN; bars],
-            mark_high: vec![f64::NAN; bars],
-            mark_low: vec![f64::NAN; bars],
-            funding: Vec::new(),
-        };
+        let mut d = SymbolData::missing(name, bars);
         let first = if k == 2 { bars / 5 } else { 0 };
         let last = if k == 3 { bars - bars / 7 } else { bars };
         let mut vol = 0.01;
@@ -584,18 +592,7 @@ fn sample_data(interval_ms: i64) -> (Vec<i64>, Vec<SymbolData>) {
     for name in names {
         let klines = read(&format!("{dir}/{name}-1h.csv"), 6);
         let marks = read(&format!("{dir}/{name}-1h-markprice.csv"), 5);
-        let mut d = SymbolData {
-            name,
-            open: vec![f64::NAN; n],
-            high: vec![f64::NAN; n],
-            low: vec![f64::NAN; n],
-            close: vec![f64::NAN; n],
-            volume: vec![f64::NAN; n],
-            mark_open: vec![f64::NAN; n],
-            mark_high: vec![f64::NAN; n],
-            mark_low: vec![f64::NAN; n],
-            funding: Vec::new(),
-        };
+        let mut d = SymbolData::missing(name, n);
         let ohlc = |rows: &[Vec<f64>],
                     open: &mut [f64],
                     high: &mut [f64],

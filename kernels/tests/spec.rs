@@ -541,9 +541,9 @@ impl NameResolver for TestNames {
 
 const NAN: f64 = f64::NAN;
 
-/// Evaluates `rule` over `close` (other series equal to it) and indicators `a`, `b`, and
-/// compares with `expected` written as `T`/`F` per bar.
-fn check_eval(rule: &str, close: &[f64], a: &[f64], b: &[f64], expected: &str) {
+/// Evaluates `rule` over `close` (other series equal to it) and indicators `a`, `b`, bar by
+/// bar (`eval_into`) and by columns (`eval_columns`); the two must agree on every bar.
+fn evaluate(rule: &str, close: &[f64], a: &[f64], b: &[f64]) -> Vec<bool> {
     let params = [
         ParamValue::Int(2),
         ParamValue::Float(1.5),
@@ -560,17 +560,27 @@ fn check_eval(rule: &str, close: &[f64], a: &[f64], b: &[f64], expected: &str) {
         volume: close,
     };
     let indicators: [&[f64]; 2] = [a, b];
-    let mut out = vec![false; close.len()];
+    let inputs = RuleInputs {
+        bars,
+        indicators: &indicators,
+    };
+    let mut per_bar = vec![false; close.len()];
+    bound.eval_into(&inputs, &mut per_bar).expect("eval_into");
+    let mut columns = vec![true; close.len()];
     bound
-        .eval_into(
-            &RuleInputs {
-                bars,
-                indicators: &indicators,
-            },
-            &mut out,
-        )
-        .expect("eval");
-    let got: String = out
+        .eval_columns(&inputs, &mut columns, &mut Vec::new())
+        .expect("eval_columns");
+    let first = per_bar.iter().zip(&columns).position(|(p, c)| p != c);
+    assert_eq!(
+        first, None,
+        "{rule}: columns differ from bars first at bar {first:?}"
+    );
+    per_bar
+}
+
+/// [`evaluate`], compared with `expected` written as `T`/`F` per bar.
+fn check_eval(rule: &str, close: &[f64], a: &[f64], b: &[f64], expected: &str) {
+    let got: String = evaluate(rule, close, a, b)
         .iter()
         .map(|&flag| if flag { 'T' } else { 'F' })
         .collect();
@@ -1282,37 +1292,6 @@ fn random_column(rng: &mut u64, len: usize) -> Vec<f64> {
         .collect()
 }
 
-fn check_columns_equal_bars(rule: &str, close: &[f64], a: &[f64], b: &[f64]) {
-    let params = [
-        ParamValue::Int(2),
-        ParamValue::Float(1.5),
-        ParamValue::Bool(true),
-    ];
-    let compiled =
-        expr::compile(rule, &TestNames).unwrap_or_else(|error| panic!("{rule}: {error}"));
-    let bound = compiled.bind(&params).expect("bind");
-    let bars = BarColumns {
-        open: close,
-        high: close,
-        low: close,
-        close,
-        volume: close,
-    };
-    let indicators: [&[f64]; 2] = [a, b];
-    let inputs = RuleInputs {
-        bars,
-        indicators: &indicators,
-    };
-    let mut per_bar = vec![false; close.len()];
-    bound.eval_into(&inputs, &mut per_bar).expect("eval_into");
-    let mut columns = vec![true; close.len()];
-    bound
-        .eval_columns(&inputs, &mut columns, &mut Vec::new())
-        .expect("eval_columns");
-    let first = per_bar.iter().zip(&columns).position(|(p, c)| p != c);
-    assert_eq!(first, None, "{rule}: first difference at bar {first:?}");
-}
-
 #[test]
 fn columnar_evaluation_equals_per_bar_evaluation() {
     // Lengths around the 256-bar block: shorter, exact, and crossing several blocks.
@@ -1325,7 +1304,7 @@ fn columnar_evaluation_equals_per_bar_evaluation() {
             random_column(&mut rng, len),
         );
         let rule = random_condition(&mut rng, 3);
-        check_columns_equal_bars(&rule, &close, &a, &b);
+        evaluate(&rule, &close, &a, &b);
     }
     // The bench's rules, whose loads are never copied.
     let (close, a, b) = (
@@ -1334,6 +1313,6 @@ fn columnar_evaluation_equals_per_bar_evaluation() {
         random_column(&mut rng, 1000),
     );
     for rule in ["a < x and close > b", "a > k", "prev(a, 300) > b", "true"] {
-        check_columns_equal_bars(rule, &close, &a, &b);
+        evaluate(rule, &close, &a, &b);
     }
 }
