@@ -40,7 +40,8 @@ pub fn rules_wgsl(spec: &Spec) -> String {
     out
 }
 
-fn series_column(series: Series) -> &'static str {
+/// The WGSL constant naming a bar column.
+pub(super) fn series_column(series: Series) -> &'static str {
     match series {
         Series::Open => "COL_OPEN",
         Series::High => "COL_HIGH",

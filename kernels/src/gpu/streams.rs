@@ -18,6 +18,8 @@ use crate::expr::{OpView, Rule, SourceView};
 use crate::series::Series;
 use crate::spec::{ResolvedIndicator, Spec};
 
+use super::codegen::series_column;
+
 /// The indicator functions with a WGSL twin.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StreamKind {
@@ -129,16 +131,6 @@ pub fn period_of(ind: &ResolvedIndicator) -> Result<u32, String> {
 /// The stream reading `slot`, if it streams.
 pub fn stream_of(streams: &[Stream], slot: usize) -> Option<usize> {
     streams.iter().position(|s| s.slot == slot)
-}
-
-fn series_column(series: Series) -> &'static str {
-    match series {
-        Series::Open => "COL_OPEN",
-        Series::High => "COL_HIGH",
-        Series::Low => "COL_LOW",
-        Series::Close => "COL_CLOSE",
-        Series::Volume => "COL_VOLUME",
-    }
 }
 
 /// WGSL of the streams: `N_STREAMS`, `STREAM_SLOTS` (the `StreamState`s of a row: streams x
