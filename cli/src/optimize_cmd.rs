@@ -133,7 +133,21 @@ pub struct Provenance {
     pub data_hash: String,
     pub engine_version: String,
     pub talib_version: String,
+    /// The float precision of the backend the trials are computed with (`f64`, `f32`).
+    pub precision: String,
 }
+
+/// The study attributes a resumed study must share with this run (`StudyOptions::identity`).
+pub const STUDY_IDENTITY: [&str; 8] = [
+    "spec",
+    "symbols",
+    "interval",
+    "initial_capital",
+    "data_hash",
+    "engine_version",
+    "talib_version",
+    "precision",
+];
 
 /// The index of the `leverage` param, if the spec has one.
 fn leverage_of(spec: &Spec, set: &ParamSet) -> f64 {
@@ -188,6 +202,10 @@ pub fn trial_outcome(
     attrs.push((
         "talib_version".to_string(),
         JsonValue::Str(provenance.talib_version.clone()),
+    ));
+    attrs.push((
+        "precision".to_string(),
+        JsonValue::Str(provenance.precision.clone()),
     ));
     match score.value {
         Ok(value) => (TrialState::Complete, Some(value), attrs),
@@ -252,10 +270,18 @@ fn optimize(args: &OptimizeArgs, out: &mut Vec<u8>) -> anyhow::Result<()> {
             .with_context(|| format!("{}: [walk_forward]", spec.file))?,
         None => WindowPlan::full(panel.n_bars()),
     };
+    let mut backend = match args.backend {
+        BackendArg::Scalar => {
+            args.precision.check_scalar()?;
+            Backend::Scalar
+        }
+        BackendArg::Auto | BackendArg::Simd => args.precision.simd(),
+    };
     let provenance = Provenance {
         data_hash: panel.content_hash(),
         engine_version: ENGINE_VERSION.to_string(),
         talib_version: talib_version(),
+        precision: backend.precision().name().to_string(),
     };
     // Memory guard: the batch's result table, its param sets and outcomes, and the writer's
     // queue of at most 64 batches of outcomes.
@@ -321,6 +347,10 @@ fn optimize(args: &OptimizeArgs, out: &mut Vec<u8>) -> anyhow::Result<()> {
             "talib_version".to_string(),
             JsonValue::Str(provenance.talib_version.clone()),
         ),
+        (
+            "precision".to_string(),
+            JsonValue::Str(provenance.precision.clone()),
+        ),
     ];
     let (writer, report) = StudyWriter::open(
         &path,
@@ -334,6 +364,7 @@ fn optimize(args: &OptimizeArgs, out: &mut Vec<u8>) -> anyhow::Result<()> {
             },
             params: distributions.clone(),
             user_attrs: study_attrs,
+            identity: STUDY_IDENTITY.map(String::from).to_vec(),
         },
     )?;
     let mut history = if report.created {
@@ -361,13 +392,6 @@ fn optimize(args: &OptimizeArgs, out: &mut Vec<u8>) -> anyhow::Result<()> {
         brackets: &tables,
         initial_capital: args.capital,
         windows: &plan,
-    };
-    let mut backend = match args.backend {
-        BackendArg::Scalar => {
-            args.precision.check_scalar()?;
-            Backend::Scalar
-        }
-        BackendArg::Auto | BackendArg::Simd => args.precision.simd(),
     };
     let started = Instant::now();
     let mut ran = [0u64; 3]; // complete, pruned, failed

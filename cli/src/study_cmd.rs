@@ -590,6 +590,7 @@ pub fn bench_study(args: &BenchStudyArgs, out: &mut dyn Write) -> anyhow::Result
             mode: OpenMode::Create,
             params,
             user_attrs: Vec::new(),
+            identity: Vec::new(),
         },
     )?;
     let metric_keys = [

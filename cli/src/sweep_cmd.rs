@@ -3,8 +3,9 @@
 //! metrics in an `--out` file that doubles as the checkpoint for `--resume` (Ctrl-C or SIGTERM
 //! stops after the batch in flight; nothing finished is lost or recomputed).
 //!
-//! A CSV `--out` is appended row by row; a resume checks its header and drops a row cut by a
-//! kill. A Parquet `--out F.parquet` is readable only once its footer is written, so it is
+//! A CSV `--out F.csv` is appended row by row, with the sweep's metadata (as a Parquet
+//! footer holds it) in `F.csv.sweep.json`; a resume checks the header and that record and
+//! drops a row cut by a kill. A Parquet `--out F.parquet` is readable only once its footer is written, so it is
 //! written through [`ParquetCheckpoint`]: each batch becomes a closed file in
 //! `F.parquet.parts/` (written as `.tmp`, synced, renamed), and when the sweep ends (done,
 //! Ctrl-C, SIGTERM or an error) `F.parquet` and the parts are merged into a new `F.parquet`
@@ -138,7 +139,13 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         None => None,
     };
     let study = match &args.study {
-        Some(name) => Some(open_study(args, &research, name, &mut done)?),
+        Some(name) => Some(open_study(
+            args,
+            &research,
+            name,
+            backend.precision(),
+            &mut done,
+        )?),
         None => None,
     };
     todo.retain(|i| !done.contains(i));
@@ -414,6 +421,7 @@ fn open_study(
     args: &SweepArgs,
     research: &Research,
     name: &str,
+    precision: batch::Precision,
     done: &mut BTreeSet<u64>,
 ) -> anyhow::Result<StudySink> {
     let spec = &research.spec;
@@ -427,6 +435,7 @@ fn open_study(
         data_hash: research.data_hash(),
         engine_version: etrading_kernels::reference::ENGINE_VERSION.to_string(),
         talib_version: crate::backtest_cmd::talib_version(),
+        precision: precision.name().to_string(),
     };
     let distributions = study::space_distributions(&spec.params);
     let attrs = vec![
@@ -460,6 +469,10 @@ fn open_study(
             "talib_version".to_string(),
             study::JsonValue::Str(provenance.talib_version.clone()),
         ),
+        (
+            "precision".to_string(),
+            study::JsonValue::Str(provenance.precision.clone()),
+        ),
     ];
     let (writer, report) = study::StudyWriter::open(
         &path,
@@ -473,6 +486,9 @@ fn open_study(
             },
             params: distributions.clone(),
             user_attrs: attrs,
+            identity: crate::optimize_cmd::STUDY_IDENTITY
+                .map(String::from)
+                .to_vec(),
         },
     )?;
     if !report.created {
@@ -853,7 +869,23 @@ fn check_same_sweep(
 ) -> anyhow::Result<()> {
     let file = table.path().display();
     let advice = "choose another --out (or delete it and its .parts folder to start over)";
-    let stored = table.metadata();
+    if table.fields() != fields {
+        bail!(
+            "{file}: its columns are not this sweep's ({}: another spec, --set or window split); {advice}",
+            column_difference(table.fields(), fields)
+        );
+    }
+    check_same_metadata(&file.to_string(), &table.metadata(), metadata, advice)
+}
+
+/// Refuses stored sweep metadata (a Parquet footer's, or a CSV's [`csv_record_path`]) that is
+/// not this sweep's, naming `file` and what differs.
+fn check_same_metadata(
+    file: &str,
+    stored: &[(String, String)],
+    metadata: &[(String, String)],
+    advice: &str,
+) -> anyhow::Result<()> {
     let value = |key: &str| {
         stored
             .iter()
@@ -862,13 +894,7 @@ fn check_same_sweep(
     };
     if value(SCHEMA_KEY) != Some(SWEEP_SCHEMA) {
         bail!(
-            "{file}: not a sweep output of this etrading (its footer has no {SCHEMA_KEY} = {SWEEP_SCHEMA}); {advice}"
-        );
-    }
-    if table.fields() != fields {
-        bail!(
-            "{file}: its columns are not this sweep's ({}: another spec, --set or window split); {advice}",
-            column_difference(table.fields(), fields)
+            "{file}: not a sweep output of this etrading (it records no {SCHEMA_KEY} = {SWEEP_SCHEMA}); {advice}"
         );
     }
     for (key, ours) in metadata {
@@ -1002,6 +1028,14 @@ fn open_parquet(
     Ok(Output::Parquet(checkpoint))
 }
 
+/// Where a CSV `--out F.csv` records which sweep it belongs to: `F.csv.sweep.json`, the
+/// metadata a Parquet output keeps in its footer ([`sweep_metadata`]), checked by `--resume`.
+fn csv_record_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".sweep.json");
+    PathBuf::from(name)
+}
+
 /// Opens the output: a Parquet checkpoint when its name ends in `.parquet` ([`open_parquet`]),
 /// else a CSV: a new file (refusing to overwrite one), or with `resume` an existing CSV whose
 /// header must match, collecting the grid indices it already holds (a row cut by a kill is
@@ -1025,7 +1059,34 @@ fn open_output(
         );
     }
     let header: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
+    let metadata = metadata()?;
+    let record = csv_record_path(path);
     if exists {
+        let text = match std::fs::read_to_string(&record) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+                "{}: its sweep record {} is missing (written by an older etrading, or deleted), so it cannot be checked to be this sweep's; choose another --out",
+                path.display(),
+                record.display()
+            ),
+            Err(e) => {
+                return Err(e).with_context(|| format!("reading {}", record.display()));
+            }
+        };
+        let stored: Vec<(String, String)> = serde_json::from_str::<serde_json::Map<_, _>>(&text)
+            .with_context(|| format!("{}: not a sweep record (a JSON object)", record.display()))?
+            .into_iter()
+            .map(|(k, v)| match v {
+                serde_json::Value::String(v) => Ok((k, v)),
+                other => bail!("{}: {k} is {other}, expected a string", record.display()),
+            })
+            .collect::<anyhow::Result<_>>()?;
+        check_same_metadata(
+            &record.display().to_string(),
+            &stored,
+            &metadata,
+            "choose another --out",
+        )?;
         let file = File::open(path).with_context(|| format!("reading {}", path.display()))?;
         let mut lines = BufReader::new(file).lines();
         let first = lines
@@ -1085,6 +1146,14 @@ fn open_output(
             stored: done.len() as u64,
         })
     } else {
+        let object: serde_json::Map<String, serde_json::Value> = metadata
+            .into_iter()
+            .map(|(k, v)| (k, serde_json::Value::String(v)))
+            .collect();
+        let tmp = record.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_string_pretty(&object)? + "\n")
+            .and_then(|()| std::fs::rename(&tmp, &record))
+            .with_context(|| format!("writing {}", record.display()))?;
         let writer = TableWriter::create(path, TableFormat::Csv, fields)
             .with_context(|| format!("creating {}", path.display()))?;
         Ok(Output::Csv {

@@ -311,6 +311,32 @@ fn sweep_ranks_a_grid_and_resumes_from_its_csv() {
     let refused = etrading(&args);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("pass --resume"));
+    // The CSV's sweep record refuses a resume in another precision, or of edited data...
+    let record = dir.path().join("sweep.csv.sweep.json");
+    let f32 = sweep_hooked(None, &["--out", csv_arg, "--resume", "--precision", "f32"]);
+    assert!(!f32.status.success());
+    let err = stderr(&f32);
+    assert!(
+        err.contains(&format!(
+            "{}: another sweep's output: the precision differs (stored f64 results, this run f32",
+            record.display()
+        )),
+        "{err}"
+    );
+    // ... and without the record a CSV cannot be checked, so it is never resumed.
+    std::fs::remove_file(&record).unwrap();
+    let unchecked = sweep_hooked(None, &["--out", csv_arg, "--resume"]);
+    assert!(!unchecked.status.success());
+    assert!(
+        stderr(&unchecked).contains("sweep.csv.sweep.json is missing"),
+        "{}",
+        stderr(&unchecked)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&csv).unwrap(),
+        again,
+        "left as it was"
+    );
 }
 
 #[test]
@@ -360,6 +386,27 @@ fn sweep_writes_an_optuna_study_and_resume_stores_no_set_twice() {
     let row = list.lines().find(|l| l.starts_with("grid")).unwrap();
     let fields: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(fields[2], "10", "{list}");
+    // Trials computed in f32 never join a study of f64 trials.
+    let mixed = sweep_hooked(
+        None,
+        &[
+            "--study",
+            "grid",
+            "--storage",
+            &storage,
+            "--resume",
+            "--precision",
+            "f32",
+        ],
+    );
+    assert!(!mixed.status.success());
+    let err = stderr(&mixed);
+    assert!(
+        err.contains(
+            r#"study "grid" was computed with precision = "f64", this run has precision = "f32""#
+        ),
+        "{err}"
+    );
 }
 
 /// `etrading sweep` of [`SMALL_GRID`] with `extra` flags and `ETRADING_SWEEP_TEST=hook` (when

@@ -67,6 +67,7 @@ fn options(name: &str, mode: OpenMode) -> StudyOptions {
         mode,
         params: params(),
         user_attrs: vec![("objective".to_string(), JsonValue::Str("calmar".into()))],
+        identity: Vec::new(),
     }
 }
 
@@ -553,6 +554,72 @@ fn resume_fails_running_trials() {
         study.trials[1].user_attr("fail_reason"),
         Some(JsonValue::Str(s)) if s.contains("interrupted")
     ));
+}
+
+/// Reopens study "r" of `path` with the given identity attributes; the error, if refused.
+fn reopen_with(path: &Path, attrs: &[(&str, JsonValue)]) -> Option<String> {
+    let mut opts = options("r", OpenMode::Resume);
+    opts.user_attrs = attrs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    opts.identity = ["data_hash", "precision", "talib_version"]
+        .map(String::from)
+        .to_vec();
+    StudyWriter::open(path, opts)
+        .err()
+        .map(|err| err.to_string())
+}
+
+#[test]
+fn resume_refuses_a_study_of_other_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("identity.db");
+    let run = |hash: &str, precision: &str| {
+        vec![
+            ("data_hash", JsonValue::Str(hash.into())),
+            ("precision", JsonValue::Str(precision.into())),
+            ("seed", JsonValue::Int(7)),
+        ]
+    };
+    let mut opts = options("r", OpenMode::Create);
+    opts.user_attrs = run("abc", "f64")
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    let (writer, _) = StudyWriter::open(&path, opts).unwrap();
+    writer
+        .append_trials(vec![record(0, TrialState::Complete, Some(1.0))])
+        .unwrap();
+    writer.close().unwrap();
+
+    // Same inputs (a seed is not an identity key): reopened.
+    let mut same = run("abc", "f64");
+    same[2].1 = JsonValue::Int(8);
+    assert_eq!(reopen_with(&path, &same), None);
+    // Other data or another precision: refused, naming the key and both values.
+    let path_text = path.display().to_string();
+    assert_eq!(
+        reopen_with(&path, &run("abd", "f64")).as_deref(),
+        Some(
+            format!(
+                "{path_text}: study \"r\" was computed with data_hash = \"abc\", this run has data_hash = \"abd\"; use another --study name (or the inputs it was run with)"
+            )
+            .as_str()
+        )
+    );
+    let err = reopen_with(&path, &run("abc", "f32")).unwrap();
+    assert!(
+        err.contains("precision = \"f64\", this run has precision = \"f32\""),
+        "{err}"
+    );
+    // A key the stored study lacks (a study Optuna made) is not checked.
+    let mut new_key = run("abc", "f64");
+    new_key.push(("talib_version", JsonValue::Str("0.4.0".into())));
+    assert_eq!(reopen_with(&path, &new_key), None);
+    // Nothing was added by the refused opens.
+    let study = StudyFile::open(&path).unwrap().load("r").unwrap();
+    assert_eq!(study.trials.len(), 1);
 }
 
 mod tpe_vs_random {

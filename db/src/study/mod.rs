@@ -139,6 +139,16 @@ pub enum StudyError {
         name: String,
         trials: usize,
     },
+    #[error(
+        "{path}: study {name:?} was computed with {key} = {stored}, this run has {key} = {this_run}; use another --study name (or the inputs it was run with)"
+    )]
+    ResumeMismatch {
+        path: String,
+        name: String,
+        key: String,
+        stored: String,
+        this_run: String,
+    },
     #[error("{path}: study {name:?} is {found}, this run needs {expected}")]
     DirectionMismatch {
         path: String,

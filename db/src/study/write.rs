@@ -51,6 +51,12 @@ pub struct StudyOptions {
     pub params: Vec<(String, Distribution)>,
     /// Written when the study is created.
     pub user_attrs: Vec<(String, JsonValue)>,
+    /// Keys of `user_attrs` that say what the trials were computed from (data hash, spec,
+    /// engine version, precision...): reopening a study whose stored value of one of them
+    /// differs is refused ([`StudyError::ResumeMismatch`]), so one study never mixes trials
+    /// of different inputs. A key the stored study lacks (a study Optuna created, or an older
+    /// one) is not checked.
+    pub identity: Vec<String>,
 }
 
 /// What opening found.
@@ -421,6 +427,29 @@ fn open_study(
                     found: directions.join(", ").to_lowercase(),
                     expected: options.direction.as_str().to_lowercase(),
                 });
+            }
+            for key in &options.identity {
+                let Some((_, value)) = options.user_attrs.iter().find(|(k, _)| k == key) else {
+                    continue;
+                };
+                let stored: Option<String> = tx
+                    .query_row(
+                        "SELECT value_json FROM study_user_attributes WHERE study_id = ?1 AND key = ?2",
+                        (study_id, key),
+                        |row| row.get(0),
+                    )
+                    .optional()
+                    .map_err(&err)?;
+                let expected = value.dumps();
+                if let Some(stored) = stored.filter(|stored| *stored != expected) {
+                    return Err(StudyError::ResumeMismatch {
+                        path: display(path),
+                        name: options.name.clone(),
+                        key: key.clone(),
+                        stored: abbreviate(&stored),
+                        this_run: abbreviate(&expected),
+                    });
+                }
             }
             let mut failed_running = 0;
             if options.mode == OpenMode::Resume {
@@ -896,4 +925,12 @@ fn insert_many<R>(
         stmt.raw_execute()?;
     }
     Ok(())
+}
+
+/// A stored JSON value for an error message: at most 60 characters.
+fn abbreviate(json: &str) -> String {
+    match json.char_indices().nth(60) {
+        Some((cut, _)) => format!("{}...", &json[..cut]),
+        None => json.to_string(),
+    }
 }
