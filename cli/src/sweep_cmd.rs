@@ -827,10 +827,7 @@ fn sweep_metadata(
         .iter()
         .map(|w| format!("{} {}..{}", w.kind.label(), w.start, w.end))
         .collect();
-    let precision = match backend {
-        Backend::Gpu(p) | Backend::Simd(p) => p.name(),
-        Backend::Scalar => "f64",
-    };
+    let precision = backend.precision().name();
     let pairs = [
         (SCHEMA_KEY, SWEEP_SCHEMA.to_string()),
         ("etrading.sweep.spec", spec_text),
