@@ -117,13 +117,10 @@ impl fmt::Display for RowProblem {
 /// Everything that can go wrong while finding, reading, validating and aligning market data.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    /// The file could not be opened or read.
-    #[error("{file}: {source}")]
-    Io {
-        file: String,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The file could not be opened or read. The message includes the I/O error's text, so it
+    /// is not also chained as a `source` (an `{:#}` chain would print it twice).
+    #[error("{file}: {error}")]
+    Io { file: String, error: std::io::Error },
     /// One row is invalid.
     #[error("{file}:{line}: {problem}")]
     Row {
@@ -160,10 +157,10 @@ pub enum DataError {
 }
 
 impl DataError {
-    pub(crate) fn io(file: impl Into<String>, source: std::io::Error) -> Self {
+    pub(crate) fn io(file: impl Into<String>, error: std::io::Error) -> Self {
         DataError::Io {
             file: file.into(),
-            source,
+            error,
         }
     }
     pub(crate) fn file(file: impl Into<String>, message: impl Into<String>) -> Self {

@@ -344,12 +344,12 @@ pub enum FetchError {
         path: String,
         detail: String,
     },
-    #[error("fetching {url} into {path}: {source}")]
+    /// The message includes the I/O error's text, so it is not also chained as a `source`.
+    #[error("fetching {url} into {path}: {error}")]
     Io {
         url: String,
         path: String,
-        #[source]
-        source: io::Error,
+        error: io::Error,
     },
 }
 
@@ -545,10 +545,10 @@ fn fetch_once(
         ),
     })?;
 
-    let io_err = |path: &Path, source: io::Error| FetchError::Io {
+    let io_err = |path: &Path, error: io::Error| FetchError::Io {
         url: job.url.clone(),
         path: path.display().to_string(),
-        source,
+        error,
     };
     if let Some(dir) = job.path.parent() {
         fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
