@@ -16,26 +16,15 @@ use etrading_kernels::spec::{ParamDomain, ParamSet, ParamValue, Spec};
 use etrading_reports::backtest::{Provenance, report};
 
 use crate::data_cmd::DataSelection;
+use crate::research::SpecRunArgs;
 
 #[derive(Debug, Args)]
+#[command(mut_arg("set", |a| a.help(
+    "A param value, `name=value`; every param with more than one value needs one"
+)))]
 pub struct BacktestArgs {
-    /// The strategy spec (TOML).
-    pub spec: PathBuf,
-    /// A param value, `name=value`; every param with more than one value needs one.
-    #[arg(long = "set", value_name = "NAME=VALUE")]
-    pub set: Vec<String>,
-    /// Market data: files or folders.
-    #[arg(long, default_value = "data/sample")]
-    pub data: Vec<PathBuf>,
     #[command(flatten)]
-    pub select: DataSelection,
-    /// Starting wallet balance, USDT.
-    #[arg(long, default_value_t = 10_000.0)]
-    pub capital: f64,
-    /// Leverage brackets from a JSON file in the format of Binance's leverageBracket response
-    /// (the bundled 2026-03-05 tables otherwise).
-    #[arg(long)]
-    pub brackets: Option<PathBuf>,
+    pub run: SpecRunArgs,
     /// Print metrics and trades as JSON (schema etrading.backtest/1).
     #[arg(long)]
     pub json: bool,
@@ -50,9 +39,16 @@ pub struct BacktestArgs {
 
 /// Reads and validates a spec file.
 pub fn read_spec(path: &PathBuf) -> anyhow::Result<Spec> {
+    Ok(read_spec_and_text(path)?.0)
+}
+
+/// Reads and validates a spec file; also returns its text as read.
+pub fn read_spec_and_text(path: &PathBuf) -> anyhow::Result<(Spec, String)> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading spec {}", path.display()))?;
-    Spec::parse(&path.display().to_string(), &text).map_err(|e| anyhow::anyhow!("{e}"))
+    let spec =
+        Spec::parse(&path.display().to_string(), &text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((spec, text))
 }
 
 /// One `--set NAME=VALUE` flag: the param's index and the value's text.
@@ -318,28 +314,27 @@ pub fn talib_version() -> String {
 }
 
 pub fn run(args: &BacktestArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    if !(args.capital.is_finite() && args.capital > 0.0) {
-        bail!("--capital must be a positive number of USDT");
-    }
-    let spec = read_spec(&args.spec)?;
-    let params = param_set(&spec, &args.set)?;
+    let run = &args.run;
+    let capital = run.capital()?;
+    let spec = read_spec(&run.spec)?;
+    let params = param_set(&spec, &run.set)?;
     let resolved = spec
         .resolve(&params)
         .map_err(|e| anyhow::anyhow!("{}: {e}", spec.file))?;
-    let panel = load_for_spec(&spec, &args.data, &args.select)?;
+    let panel = load_for_spec(&spec, &run.data, &run.select)?;
     let funding = funding_of(&panel);
-    let (tables, brackets_label) = bracket_tables(&panel.symbols, args.brackets.as_ref())?;
+    let (tables, brackets_label) = bracket_tables(&panel.symbols, run.brackets.as_ref())?;
     let bt = reference::run(
         &spec,
         &resolved,
         &market(&panel, &funding),
         &tables,
-        args.capital,
+        capital,
     )
     .context("running the backtest")?;
     let provenance = Provenance {
         strategy_id: spec.strategy.id.clone(),
-        spec_file: args.spec.display().to_string(),
+        spec_file: run.spec.display().to_string(),
         params: spec
             .params
             .params
@@ -362,7 +357,7 @@ pub fn run(args: &BacktestArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         engine_version: ENGINE_VERSION.to_string(),
         talib_version: talib_version(),
         brackets: brackets_label,
-        initial_capital: args.capital,
+        initial_capital: capital,
     };
     let rep = report(provenance, &bt.result);
     if let Some(path) = &args.trades {

@@ -312,12 +312,14 @@ fn bench_kernels(args: &BenchKernelsArgs, out: &mut dyn Write) -> anyhow::Result
         )
     };
     let research_args = crate::research::ResearchArgs {
-        spec: args.spec.clone(),
-        set: Vec::new(),
-        data: data.clone(),
-        select: crate::data_cmd::DataSelection::bench_default(),
-        capital: 10_000.0,
-        brackets: None,
+        run: crate::research::SpecRunArgs {
+            spec: args.spec.clone(),
+            set: Vec::new(),
+            data: data.clone(),
+            select: crate::data_cmd::DataSelection::bench_default(),
+            capital: 10_000.0,
+            brackets: None,
+        },
         walk_forward: None,
         max_memory: None,
     };

@@ -6,6 +6,7 @@ mod bench;
 mod bench_samplers;
 mod data_cmd;
 mod fetch_cmd;
+mod identity;
 mod optimize_cmd;
 mod parity_cmd;
 mod promote_cmd;

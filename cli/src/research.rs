@@ -1,6 +1,7 @@
 //! What the research commands (sweep, parity, bench, optimize) share: the spec, its market
 //! data loaded and aligned, bracket tables, walk-forward windows, backend choice, and the
-//! memory guard that sizes batches.
+//! memory guard that sizes batches; and the flags they share with `backtest`
+//! ([`SpecRunArgs`]).
 
 use std::path::PathBuf;
 
@@ -14,15 +15,18 @@ use etrading_kernels::engine::{FundingAt, Metrics};
 use etrading_kernels::reference::Market;
 use etrading_kernels::spec::{ParamSet, Spec, WalkForwardMode, WalkForwardSpec, parse_duration_ms};
 
-use crate::backtest_cmd::{bracket_tables, funding_of, load_for_spec, market, read_spec};
+use crate::backtest_cmd::{bracket_tables, funding_of, load_for_spec, market, read_spec_and_text};
 use crate::data_cmd::DataSelection;
+use crate::identity::RunIdentity;
 
-/// Flags every research command takes.
+/// The flags of every command that runs a spec on market data (`backtest` and the research
+/// commands): the spec, `--set`, the data and its selection, the account. Each command
+/// restates what `--set` means for it (`#[command(mut_arg("set", ...))]`).
 #[derive(Debug, Args)]
-pub struct ResearchArgs {
+pub struct SpecRunArgs {
     /// The strategy spec (TOML).
     pub spec: PathBuf,
-    /// Fix a param to one value, `name=value` (the grid then spans the others).
+    /// A param value, `name=value`.
     #[arg(long = "set", value_name = "NAME=VALUE")]
     pub set: Vec<String>,
     /// Market data: files or folders.
@@ -33,9 +37,38 @@ pub struct ResearchArgs {
     /// Starting wallet balance, USDT.
     #[arg(long, default_value_t = 10_000.0)]
     pub capital: f64,
-    /// Leverage brackets from a JSON file (Binance's leverageBracket format).
-    #[arg(long)]
+    /// Leverage brackets from a JSON file in the format of Binance's leverageBracket response
+    /// (the bundled tables, dated, otherwise).
+    #[arg(long, help = format!(
+        "Leverage brackets from a JSON file in the format of Binance's leverageBracket response (the bundled {} tables otherwise)",
+        etrading_kernels::brackets::BUNDLED_AS_OF
+    ))]
     pub brackets: Option<PathBuf>,
+}
+
+impl SpecRunArgs {
+    /// `--capital`, refused unless a positive number.
+    pub fn capital(&self) -> anyhow::Result<f64> {
+        check_capital(self.capital)
+    }
+}
+
+/// A starting balance, refused unless a positive number of USDT.
+pub fn check_capital(capital: f64) -> anyhow::Result<f64> {
+    if !(capital.is_finite() && capital > 0.0) {
+        bail!("--capital must be a positive number of USDT");
+    }
+    Ok(capital)
+}
+
+/// Flags every research command takes.
+#[derive(Debug, Args)]
+#[command(mut_arg("set", |a| a.help(
+    "Fix a param to one value, `name=value` (the grid then spans the others)"
+)))]
+pub struct ResearchArgs {
+    #[command(flatten)]
+    pub run: SpecRunArgs,
     /// Walk-forward windows, overriding the spec's [walk_forward]:
     /// `MODE:WINDOWS:IN_SAMPLE:OUT_OF_SAMPLE[:GAP]`, e.g. `rolling:4:180d:60d` (`none` for
     /// the full run only).
@@ -180,6 +213,9 @@ impl BackendArg {
 #[derive(Debug)]
 pub struct Research {
     pub spec: Spec,
+    /// The spec's path and its text as read (the text is part of the run's identity).
+    pub spec_path: PathBuf,
+    pub spec_text: String,
     pub panel: Panel,
     pub funding: Vec<Vec<FundingAt>>,
     pub brackets: Vec<BracketTable>,
@@ -192,18 +228,17 @@ pub struct Research {
 
 impl Research {
     pub fn load(args: &ResearchArgs) -> anyhow::Result<Research> {
-        if !(args.capital.is_finite() && args.capital > 0.0) {
-            bail!("--capital must be a positive number of USDT");
-        }
-        let mut spec = read_spec(&args.spec)?;
+        let run = &args.run;
+        let capital = run.capital()?;
+        let (mut spec, spec_text) = read_spec_and_text(&run.spec)?;
         if let Some(text) = &args.walk_forward {
             spec.walk_forward = parse_walk_forward(text)?;
         }
-        let fixed = fixed_params(&spec, &args.set)?;
-        let panel = load_for_spec(&spec, &args.data, &args.select)?;
+        let fixed = fixed_params(&spec, &run.set)?;
+        let panel = load_for_spec(&spec, &run.data, &run.select)?;
         let funding = funding_of(&panel);
         let (brackets, brackets_label) =
-            bracket_tables(&spec.strategy.symbols, args.brackets.as_ref())?;
+            bracket_tables(&spec.strategy.symbols, run.brackets.as_ref())?;
         let windows = match &spec.walk_forward {
             Some(wf) => WindowPlan::walk_forward(wf, &panel.open_time, panel.interval.ms())
                 .with_context(|| format!("{}: [walk_forward]", spec.file))?,
@@ -211,14 +246,35 @@ impl Research {
         };
         Ok(Research {
             spec,
+            spec_path: run.spec.clone(),
+            spec_text,
             panel,
             funding,
             brackets,
             brackets_label,
             windows,
-            capital: args.capital,
+            capital,
             fixed,
         })
+    }
+
+    /// What this research run's results are computed from, with the backend's `precision`.
+    pub fn identity(&self, precision: Precision) -> RunIdentity {
+        let params = &self.spec.params.params;
+        let set = self
+            .fixed
+            .iter()
+            .map(|(i, v)| (params[*i].name.as_str(), v))
+            .collect::<Vec<_>>();
+        RunIdentity::new(
+            self.spec_text.clone(),
+            &set,
+            &self.panel,
+            &self.windows,
+            self.capital,
+            &self.brackets_label,
+            precision,
+        )
     }
 
     pub fn market(&self) -> Market<'_> {

@@ -13,8 +13,8 @@
 //! absent or complete at every moment; after a SIGKILL or a power cut the finished sets wait
 //! in the parts folder, and `--resume` reads `F.parquet` and the parts (a torn or unfinished
 //! last part is discarded with a note, its sets run again), checks that they are this sweep's
-//! (the columns, and the footer's key-value metadata: spec text, `--set` values, data hash,
-//! windows, capital, brackets, engine version, precision; see [`sweep_metadata`]), and runs
+//! (the columns, and the footer's key-value metadata: the run's identity, see
+//! [`crate::identity`] and [`sweep_metadata`]), and runs
 //! only the other sets.
 //!
 //! Test hook: `ETRADING_SWEEP_TEST="batch=N,interrupt=K"` runs batches of N sets and stops
@@ -35,7 +35,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use etrading_db::study;
-use etrading_kernels::batch::{self, Backend};
+use etrading_kernels::batch;
 use etrading_kernels::engine::Metrics;
 use etrading_kernels::parity::metric_fields;
 use etrading_kernels::search::score_trial;
@@ -45,6 +45,7 @@ use etrading_reports::table::{
     TableWriter,
 };
 
+use crate::identity::{RunIdentity, value_text};
 use crate::research::{BackendArg, MemoryPlan, PrecisionArg, Research, ResearchArgs};
 
 #[derive(Debug, Args)]
@@ -103,6 +104,7 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let grid = research.grid()?;
     let memory = MemoryPlan::new(&research, args.research.max_memory.as_deref())?;
     let (backend, backend_label) = args.backend.pick(args.precision)?;
+    let identity = research.identity(backend.precision());
     let spec = &research.spec;
     let names: Vec<String> = spec.params.params.iter().map(|p| p.name.clone()).collect();
     let windows = research.windows.windows().to_vec();
@@ -131,7 +133,8 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         Some(path) => Some(open_output(
             path,
             fields.clone(),
-            || sweep_metadata(args, &research, backend, &backend_label),
+            &identity,
+            sweep_metadata(&research, &identity, &backend_label),
             args.resume,
             &mut done,
             &mut earlier,
@@ -139,13 +142,7 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         None => None,
     };
     let study = match &args.study {
-        Some(name) => Some(open_study(
-            args,
-            &research,
-            name,
-            backend.precision(),
-            &mut done,
-        )?),
+        Some(name) => Some(open_study(args, &research, &identity, name, &mut done)?),
         None => None,
     };
     todo.retain(|i| !done.contains(i));
@@ -225,7 +222,7 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                 pb.suspend(|| eprintln!("warning: {note}"));
             }
             computed += sets.len() as u64;
-            if let Some((writer, distributions, provenance)) = &study {
+            if let Some((writer, distributions)) = &study {
                 let records = chunk
                     .iter()
                     .zip(&sets)
@@ -236,7 +233,7 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                             &research.windows,
                             &rows[k * nw..(k + 1) * nw],
                             set,
-                            provenance,
+                            &identity,
                         );
                         let params = distributions
                             .iter()
@@ -409,19 +406,15 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     Ok(())
 }
 
-type StudySink = (
-    study::StudyWriter,
-    Vec<(String, Distribution)>,
-    crate::optimize_cmd::Provenance,
-);
+type StudySink = (study::StudyWriter, Vec<(String, Distribution)>);
 
 /// Opens (or, with `--resume`, reopens) the sweep's study; grid points already stored as
 /// trials join `done`, so a resumed sweep never stores one twice.
 fn open_study(
     args: &SweepArgs,
     research: &Research,
+    identity: &RunIdentity,
     name: &str,
-    precision: batch::Precision,
     done: &mut BTreeSet<u64>,
 ) -> anyhow::Result<StudySink> {
     let spec = &research.spec;
@@ -429,16 +422,8 @@ fn open_study(
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let spec_text = std::fs::read_to_string(&args.research.spec)
-        .with_context(|| format!("reading {}", args.research.spec.display()))?;
-    let provenance = crate::optimize_cmd::Provenance {
-        data_hash: research.data_hash(),
-        engine_version: etrading_kernels::reference::ENGINE_VERSION.to_string(),
-        talib_version: crate::backtest_cmd::talib_version(),
-        precision: precision.name().to_string(),
-    };
     let distributions = study::space_distributions(&spec.params);
-    let attrs = vec![
+    let mut attrs = vec![
         (
             "objective".to_string(),
             study::JsonValue::Str(spec.objective.name.name().into()),
@@ -449,31 +434,11 @@ fn open_study(
         ),
         (
             "spec_file".to_string(),
-            study::JsonValue::Str(args.research.spec.display().to_string()),
+            study::JsonValue::Str(research.spec_path.display().to_string()),
         ),
-        ("spec".to_string(), study::JsonValue::Str(spec_text)),
         ("sampler".to_string(), study::JsonValue::Str("sweep".into())),
-        (
-            "initial_capital".to_string(),
-            study::JsonValue::Float(research.capital),
-        ),
-        (
-            "data_hash".to_string(),
-            study::JsonValue::Str(provenance.data_hash.clone()),
-        ),
-        (
-            "engine_version".to_string(),
-            study::JsonValue::Str(provenance.engine_version.clone()),
-        ),
-        (
-            "talib_version".to_string(),
-            study::JsonValue::Str(provenance.talib_version.clone()),
-        ),
-        (
-            "precision".to_string(),
-            study::JsonValue::Str(provenance.precision.clone()),
-        ),
     ];
+    attrs.extend(identity.study_attrs());
     let (writer, report) = study::StudyWriter::open(
         &path,
         study::StudyOptions {
@@ -486,9 +451,7 @@ fn open_study(
             },
             params: distributions.clone(),
             user_attrs: attrs,
-            identity: crate::optimize_cmd::STUDY_IDENTITY
-                .map(String::from)
-                .to_vec(),
+            identity: identity.study_keys(),
         },
     )?;
     if !report.created {
@@ -501,7 +464,7 @@ fn open_study(
             }
         }
     }
-    Ok((writer, distributions, provenance))
+    Ok((writer, distributions))
 }
 
 fn push_top(top: &mut Vec<Ranked>, n: usize, r: Ranked) {
@@ -528,15 +491,6 @@ fn value_json(v: &ParamValue) -> serde_json::Value {
         ParamValue::Float(f) => num(*f),
         ParamValue::Bool(b) => json!(b),
         ParamValue::Str(s) => json!(s),
-    }
-}
-
-fn value_text(v: &ParamValue) -> String {
-    match v {
-        ParamValue::Int(i) => i.to_string(),
-        ParamValue::Float(f) => f.to_string(),
-        ParamValue::Bool(b) => b.to_string(),
-        ParamValue::Str(s) => s.clone(),
     }
 }
 
@@ -796,65 +750,25 @@ impl TestHook {
     }
 }
 
-const SCHEMA_KEY: &str = "etrading.schema";
-const SWEEP_SCHEMA: &str = "etrading.sweep/1";
-/// Metadata recorded in a Parquet `--out` but not required to match on `--resume`: which
-/// backend ran (backends of one precision agree within its tolerance, the f64 ones on the CPU
-/// bit for bit; the precision is checked) and the spec's path (its text is checked).
-const UNCHECKED: [&str; 2] = ["etrading.sweep.backend", "etrading.sweep.spec_file"];
-
-/// The footer key-value pairs of a Parquet `--out`: what makes its rows this sweep's. A resume
-/// compares each (except [`UNCHECKED`]) with the stored file's and its parts'.
+/// The metadata of a sweep output: the run's identity ([`RunIdentity::sweep_metadata`]), which
+/// a resume checks, then what it records but does not check: which backend ran (backends of
+/// one precision agree within its tolerance, the f64 ones on the CPU bit for bit; the
+/// precision is checked) and the spec's path (its text is checked).
 fn sweep_metadata(
-    args: &SweepArgs,
     research: &Research,
-    backend: Backend,
+    identity: &RunIdentity,
     backend_label: &str,
-) -> anyhow::Result<Vec<(String, String)>> {
-    let spec_text = std::fs::read_to_string(&args.research.spec)
-        .with_context(|| format!("reading {}", args.research.spec.display()))?;
-    let params = &research.spec.params.params;
-    let mut fixed: Vec<String> = research
-        .fixed
-        .iter()
-        .map(|(i, v)| format!("{}={}", params[*i].name, value_text(v)))
-        .collect();
-    fixed.sort();
-    fixed.dedup();
-    let windows: Vec<String> = research
-        .windows
-        .windows()
-        .iter()
-        .map(|w| format!("{} {}..{}", w.kind.label(), w.start, w.end))
-        .collect();
-    let precision = backend.precision().name();
-    let pairs = [
-        (SCHEMA_KEY, SWEEP_SCHEMA.to_string()),
-        ("etrading.sweep.spec", spec_text),
-        (
-            "etrading.sweep.set",
-            if fixed.is_empty() {
-                "(none)".to_string()
-            } else {
-                fixed.join(" ")
-            },
-        ),
-        ("etrading.sweep.data_hash", research.data_hash()),
-        ("etrading.sweep.windows", windows.join(", ")),
-        ("etrading.sweep.capital", research.capital.to_string()),
-        ("etrading.sweep.brackets", research.brackets_label.clone()),
-        (
-            "etrading.sweep.engine_version",
-            etrading_kernels::reference::ENGINE_VERSION.to_string(),
-        ),
-        ("etrading.sweep.precision", precision.to_string()),
-        ("etrading.sweep.backend", backend_label.to_string()),
-        (
-            "etrading.sweep.spec_file",
-            args.research.spec.display().to_string(),
-        ),
-    ];
-    Ok(pairs.map(|(k, v)| (k.to_string(), v)).to_vec())
+) -> Vec<(String, String)> {
+    let mut pairs = identity.sweep_metadata();
+    pairs.push((
+        "etrading.sweep.backend".to_string(),
+        backend_label.to_string(),
+    ));
+    pairs.push((
+        "etrading.sweep.spec_file".to_string(),
+        research.spec_path.display().to_string(),
+    ));
+    pairs
 }
 
 /// Refuses a stored table (the `--out` file or one of its parts) that is not this sweep's,
@@ -862,7 +776,7 @@ fn sweep_metadata(
 fn check_same_sweep(
     table: &ParquetTable,
     fields: &[Field],
-    metadata: &[(String, String)],
+    identity: &RunIdentity,
 ) -> anyhow::Result<()> {
     let file = table.path().display();
     let advice = "choose another --out (or delete it and its .parts folder to start over)";
@@ -872,43 +786,7 @@ fn check_same_sweep(
             column_difference(table.fields(), fields)
         );
     }
-    check_same_metadata(&file.to_string(), &table.metadata(), metadata, advice)
-}
-
-/// Refuses stored sweep metadata (a Parquet footer's, or a CSV's [`csv_record_path`]) that is
-/// not this sweep's, naming `file` and what differs.
-fn check_same_metadata(
-    file: &str,
-    stored: &[(String, String)],
-    metadata: &[(String, String)],
-    advice: &str,
-) -> anyhow::Result<()> {
-    let value = |key: &str| {
-        stored
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    };
-    if value(SCHEMA_KEY) != Some(SWEEP_SCHEMA) {
-        bail!(
-            "{file}: not a sweep output of this etrading (it records no {SCHEMA_KEY} = {SWEEP_SCHEMA}); {advice}"
-        );
-    }
-    for (key, ours) in metadata {
-        if UNCHECKED.contains(&key.as_str()) {
-            continue;
-        }
-        let what = key.strip_prefix("etrading.sweep.").unwrap_or(key);
-        match value(key) {
-            None => bail!("{file}: records no {what} (written by another version?); {advice}"),
-            Some(theirs) if theirs != ours => bail!(
-                "{file}: another sweep's output: {}; {advice}",
-                difference(what, theirs, ours)
-            ),
-            Some(_) => {}
-        }
-    }
-    Ok(())
+    identity.check_sweep(&file.to_string(), &table.metadata(), advice)
 }
 
 /// The first column that differs between a stored table's and this sweep's.
@@ -926,35 +804,6 @@ fn column_difference(theirs: &[Field], ours: &[Field]) -> String {
     }
 }
 
-/// What differs between a stored metadata value and this sweep's, in words.
-fn difference(what: &str, theirs: &str, ours: &str) -> String {
-    match what {
-        "spec" => {
-            let (a, b): (Vec<&str>, Vec<&str>) = (theirs.lines().collect(), ours.lines().collect());
-            let line = a
-                .iter()
-                .zip(&b)
-                .position(|(x, y)| x != y)
-                .unwrap_or(a.len().min(b.len()));
-            format!(
-                "the spec text differs at line {} (stored {:?}, this spec {:?})",
-                line + 1,
-                a.get(line).copied().unwrap_or("<end>"),
-                b.get(line).copied().unwrap_or("<end>")
-            )
-        }
-        "set" => format!("--set differs (stored {theirs}, this run {ours})"),
-        "data_hash" => format!(
-            "the data differs (stored data hash {theirs}, this run's {ours}: other files, symbols, dates or interval)"
-        ),
-        "windows" => format!("the walk-forward windows differ (stored {theirs}, this run {ours})"),
-        "precision" => format!(
-            "the precision differs (stored {theirs} results, this run {ours}: another --backend or --precision)"
-        ),
-        _ => format!("the {what} differs (stored {theirs:?}, this run {ours:?})"),
-    }
-}
-
 /// Opens a Parquet `--out` as a [`ParquetCheckpoint`]: new (refusing an existing file or parts
 /// folder without `--resume`), or continued: the stored file and parts must be this sweep's,
 /// their grid indices join `done` and their objectives `earlier`, and a torn or unfinished
@@ -962,6 +811,7 @@ fn difference(what: &str, theirs: &str, ours: &str) -> String {
 fn open_parquet(
     path: &Path,
     fields: Vec<Field>,
+    identity: &RunIdentity,
     metadata: Vec<(String, String)>,
     resume: bool,
     done: &mut BTreeSet<u64>,
@@ -985,7 +835,7 @@ fn open_parquet(
         .with_context(|| format!("reading the sweep stored in {}", path.display()))?;
     let tables: Vec<&ParquetTable> = scan.table.iter().chain(&scan.parts).collect();
     for table in &tables {
-        check_same_sweep(table, &fields, &metadata)?;
+        check_same_sweep(table, &fields, identity)?;
     }
     for (file, why) in &scan.torn {
         eprintln!(
@@ -1040,13 +890,14 @@ fn csv_record_path(path: &Path) -> PathBuf {
 fn open_output(
     path: &Path,
     fields: Vec<Field>,
-    metadata: impl FnOnce() -> anyhow::Result<Vec<(String, String)>>,
+    identity: &RunIdentity,
+    metadata: Vec<(String, String)>,
     resume: bool,
     done: &mut BTreeSet<u64>,
     earlier: &mut Vec<(u64, f64)>,
 ) -> anyhow::Result<Output> {
     if is_parquet(path) {
-        return open_parquet(path, fields, metadata()?, resume, done, earlier);
+        return open_parquet(path, fields, identity, metadata, resume, done, earlier);
     }
     let exists = path.exists();
     if exists && !resume {
@@ -1056,7 +907,6 @@ fn open_output(
         );
     }
     let header: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
-    let metadata = metadata()?;
     let record = csv_record_path(path);
     if exists {
         let text = match std::fs::read_to_string(&record) {
@@ -1078,10 +928,9 @@ fn open_output(
                 other => bail!("{}: {k} is {other}, expected a string", record.display()),
             })
             .collect::<anyhow::Result<_>>()?;
-        check_same_metadata(
+        identity.check_sweep(
             &record.display().to_string(),
             &stored,
-            &metadata,
             "choose another --out",
         )?;
         let file = File::open(path).with_context(|| format!("reading {}", path.display()))?;

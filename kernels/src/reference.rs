@@ -15,34 +15,8 @@ use crate::spec::{FillPrice, Funding, MarginMode, ResolvedSpec, Spec};
 /// The version of the engine semantics, recorded with every result.
 pub const ENGINE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// One symbol's market columns on the common index (NaN outside its data, see
-/// SEMANTICS.md §1.4).
-#[derive(Debug, Clone, Copy)]
-pub struct MarketSymbol<'a> {
-    pub name: &'a str,
-    pub open: &'a [f64],
-    pub high: &'a [f64],
-    pub low: &'a [f64],
-    pub close: &'a [f64],
-    pub volume: &'a [f64],
-    pub mark_open: &'a [f64],
-    pub mark_high: &'a [f64],
-    pub mark_low: &'a [f64],
-    pub funding: &'a [FundingAt],
-}
-
-impl<'a> MarketSymbol<'a> {
-    /// The OHLCV columns of bars `range`.
-    pub fn bars(&self, range: Range<usize>) -> BarColumns<'a> {
-        BarColumns {
-            open: &self.open[range.clone()],
-            high: &self.high[range.clone()],
-            low: &self.low[range.clone()],
-            close: &self.close[range.clone()],
-            volume: &self.volume[range],
-        }
-    }
-}
+/// One symbol's market columns, defined with the engine that reads them.
+pub use crate::engine::MarketSymbol;
 
 /// The market a backtest runs on.
 #[derive(Debug, Clone)]
@@ -344,15 +318,7 @@ fn sim_input<'a>(
             .zip(tables)
             .zip(&funding.per_symbol)
             .map(|(((m, sg), table), events)| SymbolInput {
-                name: m.name,
-                open: &m.open[r.clone()],
-                high: &m.high[r.clone()],
-                low: &m.low[r.clone()],
-                close: &m.close[r.clone()],
-                mark_open: &m.mark_open[r.clone()],
-                mark_high: &m.mark_high[r.clone()],
-                mark_low: &m.mark_low[r.clone()],
-                funding: events,
+                market: m.window(r.clone(), events),
                 leverage_cap: resolved
                     .risk
                     .max_leverage

@@ -3,8 +3,8 @@
 
 use etrading_kernels::brackets::{BracketTable, bundled};
 use etrading_kernels::engine::{
-    ExitReason, Fill, FundingAt, MarginMode, Side, Signals, SimInput, SimParams, SimResult,
-    SymbolInput, simulate,
+    ExitReason, Fill, FundingAt, MarginMode, MarketSymbol, Side, Signals, SimInput, SimParams,
+    SimResult, SymbolInput, simulate,
 };
 
 const H: i64 = 3_600_000;
@@ -17,6 +17,7 @@ struct Sym {
     high: Vec<f64>,
     low: Vec<f64>,
     close: Vec<f64>,
+    volume: Vec<f64>,
     mark_high: Vec<f64>,
     mark_low: Vec<f64>,
     mark_open: Vec<f64>,
@@ -36,6 +37,7 @@ fn sym(name: &'static str, bars: &[(f64, f64, f64, f64)]) -> Sym {
         high: bars.iter().map(|b| b.1).collect(),
         low: bars.iter().map(|b| b.2).collect(),
         close: bars.iter().map(|b| b.3).collect(),
+        volume: vec![0.0; n],
         mark_high: vec![f64::NAN; n],
         mark_low: vec![f64::NAN; n],
         mark_open: vec![f64::NAN; n],
@@ -77,15 +79,18 @@ fn run(syms: &[Sym], p: &SimParams) -> SimResult {
             .iter()
             .zip(&tables)
             .map(|(s, t)| SymbolInput {
-                name: s.name,
-                open: &s.open,
-                high: &s.high,
-                low: &s.low,
-                close: &s.close,
-                mark_open: &s.mark_open,
-                mark_high: &s.mark_high,
-                mark_low: &s.mark_low,
-                funding: &s.funding,
+                market: MarketSymbol {
+                    name: s.name,
+                    open: &s.open,
+                    high: &s.high,
+                    low: &s.low,
+                    close: &s.close,
+                    volume: &s.volume,
+                    mark_open: &s.mark_open,
+                    mark_high: &s.mark_high,
+                    mark_low: &s.mark_low,
+                    funding: &s.funding,
+                },
                 leverage_cap: f64::INFINITY,
                 brackets: t,
                 signals: Signals {

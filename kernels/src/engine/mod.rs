@@ -17,7 +17,10 @@ pub use metrics::{Metrics, MetricsAcc, compute_metrics};
 pub use sim::simulate;
 pub(crate) use sim::{Position, Target};
 
+use std::ops::Range;
+
 use crate::brackets::BracketTable;
+use crate::series::BarColumns;
 
 /// Long or short.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,20 +100,60 @@ pub struct Signals<'a> {
     pub short_exit: &'a [bool],
 }
 
-/// One symbol's market and signals, on the common index.
+/// One symbol's market columns on the common index (NaN outside its data, see
+/// SEMANTICS.md §1.4). The engine reads the prices and funding; volume is there for the
+/// indicators and rules that read it.
 #[derive(Debug, Clone, Copy)]
-pub struct SymbolInput<'a> {
+pub struct MarketSymbol<'a> {
     pub name: &'a str,
     pub open: &'a [f64],
     pub high: &'a [f64],
     pub low: &'a [f64],
     pub close: &'a [f64],
+    pub volume: &'a [f64],
     /// Mark-price columns (NaN where missing: the last price stands in).
     pub mark_open: &'a [f64],
     pub mark_high: &'a [f64],
     pub mark_low: &'a [f64],
     /// Funding events in bar order.
     pub funding: &'a [FundingAt],
+}
+
+impl<'a> MarketSymbol<'a> {
+    /// The OHLCV columns of bars `range`.
+    pub fn bars(&self, range: Range<usize>) -> BarColumns<'a> {
+        BarColumns {
+            open: &self.open[range.clone()],
+            high: &self.high[range.clone()],
+            low: &self.low[range.clone()],
+            close: &self.close[range.clone()],
+            volume: &self.volume[range],
+        }
+    }
+
+    /// The columns of bars `range` with `funding` in place of the symbol's own events: the
+    /// caller cuts them to the range and numbers them from its first bar.
+    pub fn window(&self, range: Range<usize>, funding: &'a [FundingAt]) -> MarketSymbol<'a> {
+        MarketSymbol {
+            name: self.name,
+            open: &self.open[range.clone()],
+            high: &self.high[range.clone()],
+            low: &self.low[range.clone()],
+            close: &self.close[range.clone()],
+            volume: &self.volume[range.clone()],
+            mark_open: &self.mark_open[range.clone()],
+            mark_high: &self.mark_high[range.clone()],
+            mark_low: &self.mark_low[range],
+            funding,
+        }
+    }
+}
+
+/// One symbol's market and signals, on the common index.
+#[derive(Debug, Clone, Copy)]
+pub struct SymbolInput<'a> {
+    /// The market columns; funding events numbered from the run's first bar.
+    pub market: MarketSymbol<'a>,
     /// The spec's per-symbol leverage cap (infinity when none).
     pub leverage_cap: f64,
     pub brackets: &'a BracketTable,

@@ -90,7 +90,7 @@ pub fn simulate(input: &SimInput<'_>, p: &SimParams) -> SimResult {
     let last_valid: Vec<Option<usize>> = input
         .symbols
         .iter()
-        .map(|s| s.close.iter().rposition(|c| c.is_finite()))
+        .map(|s| s.market.close.iter().rposition(|c| c.is_finite()))
         .collect();
     let mut pending: Vec<Option<Target>> = vec![None; ns];
     let mut funding_cursor = vec![0usize; ns];
@@ -103,27 +103,27 @@ pub fn simulate(input: &SimInput<'_>, p: &SimParams) -> SimResult {
     };
     let mut peak = p.initial_capital;
     for t in 0..n {
-        let valid = |s: &SymbolInput<'_>| s.close[t].is_finite();
+        let valid = |s: &SymbolInput<'_>| s.market.close[t].is_finite();
         // (1) §2.1: orders from the previous close fill at this open, closes first.
         if p.fill == Fill::NextOpen && pending.iter().any(Option::is_some) {
             let targets = std::mem::replace(&mut pending, vec![None; ns]);
-            st.execute(&targets, t, |s| s.open[t]);
+            st.execute(&targets, t, |s| s.market.open[t]);
         }
         // (2) §2.6: funding on the positions open after the opening fills.
         let mut paid = 0.0;
         for (s, sym) in input.symbols.iter().enumerate() {
             let c = &mut funding_cursor[s];
-            while *c < sym.funding.len() && (sym.funding[*c].bar as usize) < t {
+            while *c < sym.market.funding.len() && (sym.market.funding[*c].bar as usize) < t {
                 *c += 1;
             }
-            while *c < sym.funding.len() && sym.funding[*c].bar as usize == t {
+            while *c < sym.market.funding.len() && sym.market.funding[*c].bar as usize == t {
                 if let Some(pos) = st.pos[s].as_mut() {
-                    let price = if sym.mark_open[t].is_finite() {
-                        sym.mark_open[t]
+                    let price = if sym.market.mark_open[t].is_finite() {
+                        sym.market.mark_open[t]
                     } else {
-                        sym.open[t]
+                        sym.market.open[t]
                     };
-                    let pay = pos.side.sign() * pos.qty * price * sym.funding[*c].rate;
+                    let pay = pos.side.sign() * pos.qty * price * sym.market.funding[*c].rate;
                     pos.funding += pay;
                     st.wallet -= pay;
                     paid += pay;
@@ -143,10 +143,11 @@ pub fn simulate(input: &SimInput<'_>, p: &SimParams) -> SimResult {
             targets[s] = target(sym, t, st.pos[s].as_ref().map(|p| p.side), is_last);
         }
         match p.fill {
-            Fill::Close => st.execute(&targets, t, |s| s.close[t]),
+            Fill::Close => st.execute(&targets, t, |s| s.market.close[t]),
             Fill::NextOpen => {
                 for (s, tg) in targets.into_iter().enumerate() {
                     let next_valid = input.symbols[s]
+                        .market
                         .close
                         .get(t + 1)
                         .is_some_and(|c| c.is_finite());
@@ -159,7 +160,7 @@ pub fn simulate(input: &SimInput<'_>, p: &SimParams) -> SimResult {
         // §2.8: a symbol's last bar closes what is open.
         for (s, sym) in input.symbols.iter().enumerate() {
             if last_valid[s] == Some(t) && st.pos[s].is_some() {
-                st.close(s, t, sym.close[t], ExitReason::End);
+                st.close(s, t, sym.market.close[t], ExitReason::End);
             }
         }
         // (5) §2.9: equity, margin use and drawdown at the close.
@@ -167,7 +168,7 @@ pub fn simulate(input: &SimInput<'_>, p: &SimParams) -> SimResult {
         let mut used = 0.0;
         for (s, pos) in st.pos.iter().enumerate() {
             if let Some(pos) = pos {
-                equity += pos.upnl(input.symbols[s].close[t]);
+                equity += pos.upnl(input.symbols[s].market.close[t]);
                 used += pos.margin;
             }
         }
@@ -376,7 +377,7 @@ impl State<'_> {
         // Reference marks at the open, for cross liquidation prices.
         let ref_mark: Vec<f64> = syms
             .iter()
-            .map(|s| mark(s.mark_open[t], s.open[t]))
+            .map(|s| mark(s.market.mark_open[t], s.market.open[t]))
             .collect();
         let liq_price: Vec<f64> = (0..syms.len())
             .map(|s| match (&self.pos[s], self.p.margin_mode) {
@@ -394,8 +395,8 @@ impl State<'_> {
             let Some(sp) = pos.stop_price else { continue };
             let lp = liq_price[s];
             let (hit, before_liq) = match pos.side {
-                Side::Long => (sym.low[t] <= sp, lp.is_nan() || lp <= 0.0 || sp > lp),
-                Side::Short => (sym.high[t] >= sp, sp < lp),
+                Side::Long => (sym.market.low[t] <= sp, lp.is_nan() || lp <= 0.0 || sp > lp),
+                Side::Short => (sym.market.high[t] >= sp, sp < lp),
             };
             stop_hit[s] = hit;
             if hit && before_liq {
@@ -412,8 +413,10 @@ impl State<'_> {
                     };
                     let lp = liq_price[s];
                     let hit = match pos.side {
-                        Side::Long => lp > 0.0 && mark(sym.mark_low[t], sym.low[t]) <= lp,
-                        Side::Short => mark(sym.mark_high[t], sym.high[t]) >= lp,
+                        Side::Long => {
+                            lp > 0.0 && mark(sym.market.mark_low[t], sym.market.low[t]) <= lp
+                        }
+                        Side::Short => mark(sym.market.mark_high[t], sym.market.high[t]) >= lp,
                     };
                     if hit {
                         self.liquidate_isolated(s, t, lp);
@@ -438,15 +441,15 @@ impl State<'_> {
                 continue;
             }
             let tp_hit = pos.tp_price.is_some_and(|tp| match pos.side {
-                Side::Long => sym.high[t] >= tp,
-                Side::Short => sym.low[t] <= tp,
+                Side::Long => sym.market.high[t] >= tp,
+                Side::Short => sym.market.low[t] <= tp,
             });
             if tp_hit {
                 let tp = pos.tp_price.unwrap_or(f64::NAN);
-                pos.see(sym.low[t], sym.high[t]);
+                pos.see(sym.market.low[t], sym.market.high[t]);
                 self.stop_out(s, t, tp, ExitReason::TakeProfit);
             } else {
-                pos.see(sym.low[t], sym.high[t]);
+                pos.see(sym.market.low[t], sym.market.high[t]);
             }
         }
     }
@@ -459,7 +462,7 @@ impl State<'_> {
             return;
         };
         let open_before = pos.entry_bar < t || self.p.fill == Fill::Close;
-        let o = sym.open[t];
+        let o = sym.market.open[t];
         let gapped = open_before
             && match (pos.side, reason) {
                 (Side::Long, ExitReason::StopLoss) | (Side::Short, ExitReason::TakeProfit) => {
@@ -520,17 +523,17 @@ impl State<'_> {
             };
             let w = match pos.side {
                 Side::Long => {
-                    if sym.mark_low[t].is_finite() {
-                        sym.mark_low[t]
+                    if sym.market.mark_low[t].is_finite() {
+                        sym.market.mark_low[t]
                     } else {
-                        sym.low[t]
+                        sym.market.low[t]
                     }
                 }
                 Side::Short => {
-                    if sym.mark_high[t].is_finite() {
-                        sym.mark_high[t]
+                    if sym.market.mark_high[t].is_finite() {
+                        sym.market.mark_high[t]
                     } else {
-                        sym.high[t]
+                        sym.market.high[t]
                     }
                 }
             };
