@@ -16,16 +16,15 @@ use etrading_db::study::{
 };
 use etrading_kernels::batch::{self, Backend, BatchError, BatchInput, WindowPlan};
 use etrading_kernels::engine::Metrics;
-use etrading_kernels::reference::ENGINE_VERSION;
 use etrading_kernels::search::{
     Discard, Observation, Sampler, SamplerKind, TpeConfig, metric_attributes, score_trial,
 };
 use etrading_kernels::spec::{ObjectiveName, ParamSet, ParamValue, Spec};
 
-use crate::backtest_cmd::{
-    bracket_tables, funding_of, load_for_spec, market, read_spec, talib_version,
-};
+use crate::backtest_cmd::{bracket_tables, funding_of, load_for_spec, market, read_spec_and_text};
 use crate::data_cmd::DataSelection;
+use crate::identity::RunIdentity;
+use crate::research::check_capital;
 
 #[derive(Debug, Args)]
 pub struct OptimizeArgs {
@@ -128,27 +127,6 @@ pub enum BackendArg {
     Scalar,
 }
 
-/// What every trial of a run records besides its own numbers.
-pub struct Provenance {
-    pub data_hash: String,
-    pub engine_version: String,
-    pub talib_version: String,
-    /// The float precision of the backend the trials are computed with (`f64`, `f32`).
-    pub precision: String,
-}
-
-/// The study attributes a resumed study must share with this run (`StudyOptions::identity`).
-pub const STUDY_IDENTITY: [&str; 8] = [
-    "spec",
-    "symbols",
-    "interval",
-    "initial_capital",
-    "data_hash",
-    "engine_version",
-    "talib_version",
-    "precision",
-];
-
 /// The index of the `leverage` param, if the spec has one.
 fn leverage_of(spec: &Spec, set: &ParamSet) -> f64 {
     spec.params
@@ -166,7 +144,7 @@ pub fn trial_outcome(
     plan: &WindowPlan,
     metrics: &[Metrics],
     set: &ParamSet,
-    provenance: &Provenance,
+    identity: &RunIdentity,
 ) -> (TrialState, Option<f64>, Vec<(String, JsonValue)>) {
     let leverage = leverage_of(spec, set);
     let score = score_trial(&spec.objective, plan, metrics, leverage);
@@ -191,22 +169,7 @@ pub fn trial_outcome(
             JsonValue::Float(leverage)
         },
     ));
-    attrs.push((
-        "data_hash".to_string(),
-        JsonValue::Str(provenance.data_hash.clone()),
-    ));
-    attrs.push((
-        "engine_version".to_string(),
-        JsonValue::Str(provenance.engine_version.clone()),
-    ));
-    attrs.push((
-        "talib_version".to_string(),
-        JsonValue::Str(provenance.talib_version.clone()),
-    ));
-    attrs.push((
-        "precision".to_string(),
-        JsonValue::Str(provenance.precision.clone()),
-    ));
+    attrs.extend(identity.trial_attrs());
     match score.value {
         Ok(value) => (TrialState::Complete, Some(value), attrs),
         Err(discard @ Discard::NotANumber { .. }) => {
@@ -234,9 +197,7 @@ pub fn run(args: &OptimizeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
-    if !(args.capital.is_finite() && args.capital > 0.0) {
-        bail!("--capital must be a positive number of USDT");
-    }
+    check_capital(args.capital)?;
     let mut pool = rayon::ThreadPoolBuilder::new();
     if let Some(jobs) = args.jobs {
         if jobs == 0 {
@@ -255,34 +216,58 @@ pub fn run(args: &OptimizeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
 
 fn optimize(args: &OptimizeArgs, out: &mut Vec<u8>) -> anyhow::Result<()> {
     let path = study::parse_storage_url(&args.storage)?;
-    let mut spec = read_spec(&args.spec)?;
+    let (mut spec, spec_text) = read_spec_and_text(&args.spec)?;
     if let Some(objective) = args.objective {
         spec.objective.name = objective.name();
     }
-    let spec_text = std::fs::read_to_string(&args.spec)
-        .with_context(|| format!("reading spec {}", args.spec.display()))?;
     let panel = load_for_spec(&spec, &args.data, &args.select)?;
     let funding = funding_of(&panel);
-    let (tables, _) = bracket_tables(&panel.symbols, args.brackets.as_ref())?;
+    let (tables, brackets_label) = bracket_tables(&panel.symbols, args.brackets.as_ref())?;
     let market = market(&panel, &funding);
     let plan = match &spec.walk_forward {
         Some(wf) => WindowPlan::walk_forward(wf, &panel.open_time, panel.interval.ms())
             .with_context(|| format!("{}: [walk_forward]", spec.file))?,
         None => WindowPlan::full(panel.n_bars()),
     };
-    let mut backend = match args.backend {
+    let input = BatchInput {
+        spec: &spec,
+        market: &market,
+        brackets: &tables,
+        initial_capital: args.capital,
+        windows: &plan,
+    };
+    let backend = match args.backend {
         BackendArg::Scalar => {
             args.precision.check_scalar()?;
             Backend::Scalar
         }
         BackendArg::Auto | BackendArg::Simd => args.precision.simd(),
     };
-    let provenance = Provenance {
-        data_hash: panel.content_hash(),
-        engine_version: ENGINE_VERSION.to_string(),
-        talib_version: talib_version(),
-        precision: backend.precision().name().to_string(),
+    // Chosen before the study records it: every trial is computed by this backend.
+    let backend = match (backend, args.backend) {
+        (Backend::Simd(precision), BackendArg::Auto) => {
+            match batch::simd::check_input(&input, precision) {
+                Ok(()) => backend,
+                Err(BatchError::Unsupported(why)) => {
+                    eprintln!(
+                        "note: the SIMD kernel cannot run this spec ({why}); using the scalar reference engine"
+                    );
+                    Backend::Scalar
+                }
+                Err(e) => return Err(anyhow::Error::new(e).context("checking the SIMD kernel")),
+            }
+        }
+        _ => backend,
     };
+    let identity = RunIdentity::new(
+        spec_text,
+        &[],
+        &panel,
+        &plan,
+        args.capital,
+        &brackets_label,
+        backend.precision(),
+    );
     // Memory guard: the batch's result table, its param sets and outcomes, and the writer's
     // queue of at most 64 batches of outcomes.
     let attrs_per_trial = 16 + 5 * plan.len();
@@ -301,7 +286,7 @@ fn optimize(args: &OptimizeArgs, out: &mut Vec<u8>) -> anyhow::Result<()> {
 
     let distributions = space_distributions(&spec.params);
     let kind = args.sampler.kind();
-    let study_attrs = vec![
+    let mut study_attrs = vec![
         (
             "objective".to_string(),
             JsonValue::Str(spec.objective.name.name().into()),
@@ -314,44 +299,10 @@ fn optimize(args: &OptimizeArgs, out: &mut Vec<u8>) -> anyhow::Result<()> {
             "spec_file".to_string(),
             JsonValue::Str(args.spec.display().to_string()),
         ),
-        ("spec".to_string(), JsonValue::Str(spec_text)),
         ("sampler".to_string(), JsonValue::Str(kind.name().into())),
         ("seed".to_string(), JsonValue::Int(args.seed as i64)),
-        (
-            "symbols".to_string(),
-            JsonValue::Array(
-                panel
-                    .symbols
-                    .iter()
-                    .map(|s| JsonValue::Str(s.clone()))
-                    .collect(),
-            ),
-        ),
-        (
-            "interval".to_string(),
-            JsonValue::Str(panel.interval.to_string()),
-        ),
-        (
-            "initial_capital".to_string(),
-            JsonValue::Float(args.capital),
-        ),
-        (
-            "data_hash".to_string(),
-            JsonValue::Str(provenance.data_hash.clone()),
-        ),
-        (
-            "engine_version".to_string(),
-            JsonValue::Str(provenance.engine_version.clone()),
-        ),
-        (
-            "talib_version".to_string(),
-            JsonValue::Str(provenance.talib_version.clone()),
-        ),
-        (
-            "precision".to_string(),
-            JsonValue::Str(provenance.precision.clone()),
-        ),
     ];
+    study_attrs.extend(identity.study_attrs());
     let (writer, report) = StudyWriter::open(
         &path,
         StudyOptions {
@@ -364,7 +315,7 @@ fn optimize(args: &OptimizeArgs, out: &mut Vec<u8>) -> anyhow::Result<()> {
             },
             params: distributions.clone(),
             user_attrs: study_attrs,
-            identity: STUDY_IDENTITY.map(String::from).to_vec(),
+            identity: identity.study_keys(),
         },
     )?;
     let mut history = if report.created {
@@ -385,13 +336,6 @@ fn optimize(args: &OptimizeArgs, out: &mut Vec<u8>) -> anyhow::Result<()> {
         (Some(n), _) => n,
         (None, Some(len)) if kind == SamplerKind::Grid => len,
         (None, _) => 100,
-    };
-    let input = BatchInput {
-        spec: &spec,
-        market: &market,
-        brackets: &tables,
-        initial_capital: args.capital,
-        windows: &plan,
     };
     let started = Instant::now();
     let mut ran = [0u64; 3]; // complete, pruned, failed
@@ -422,28 +366,15 @@ fn optimize(args: &OptimizeArgs, out: &mut Vec<u8>) -> anyhow::Result<()> {
         let handles = writer.start_trials(new_trials)?;
         metrics.clear();
         metrics.resize(sets.len() * plan.len(), Metrics::default());
-        match batch::run(&input, &sets, backend, &mut metrics, &|_| {}) {
-            Ok(report) => {
-                if let Some(note) = report.fallback_note() {
-                    eprintln!("warning: {note}");
-                }
-            }
-            Err(BatchError::Unsupported(why))
-                if matches!(backend, Backend::Simd(_)) && args.backend == BackendArg::Auto =>
-            {
-                eprintln!(
-                    "note: the SIMD kernel cannot run this spec ({why}); using the scalar reference engine"
-                );
-                backend = Backend::Scalar;
-                batch::run(&input, &sets, backend, &mut metrics, &|_| {})
-                    .context("evaluating a batch")?;
-            }
-            Err(e) => return Err(anyhow::Error::new(e).context("evaluating a batch")),
+        let report = batch::run(&input, &sets, backend, &mut metrics, &|_| {})
+            .context("evaluating a batch")?;
+        if let Some(note) = report.fallback_note() {
+            eprintln!("warning: {note}");
         }
         let mut outcomes = Vec::with_capacity(sets.len());
         for (i, (set, handle)) in sets.into_iter().zip(&handles).enumerate() {
             let rows = &metrics[i * plan.len()..(i + 1) * plan.len()];
-            let (state, value, user_attrs) = trial_outcome(&spec, &plan, rows, &set, &provenance);
+            let (state, value, user_attrs) = trial_outcome(&spec, &plan, rows, &set, &identity);
             match state {
                 TrialState::Complete => ran[0] += 1,
                 TrialState::Pruned => ran[1] += 1,

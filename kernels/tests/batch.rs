@@ -776,4 +776,9 @@ fn f32_refuses_windows_longer_than_its_bar_count_is_exact() {
     )
     .expect_err("too long for f32");
     assert!(err.to_string().contains("16777216 bars"), "{err}");
+    // The same refusal before any set runs (callers choose their backend with it), and none
+    // for f64 lanes.
+    let early = simd::check_input(&input, Precision::F32).expect_err("too long for f32");
+    assert_eq!(early.to_string(), err.to_string());
+    simd::check_input(&input, Precision::F64).expect("f64 counts bars exactly");
 }

@@ -162,18 +162,16 @@ pub fn run_at(
     run_at_precision(level, Precision::F64, input, sets, out, trades, progress)
 }
 
-/// [`run_at`] with lanes of the given precision: f64 (bit-identical to the reference) or f32
-/// (twice the lanes per vector; SEMANTICS.md §4.3).
-pub fn run_at_precision(
-    level: SimdLevel,
-    precision: Precision,
-    input: &BatchInput<'_>,
-    sets: &[ParamSet],
-    out: &mut [Metrics],
-    trades: Option<&mut [TradeLog]>,
-    progress: &(dyn Fn(usize) + Sync),
-) -> Result<(), BatchError> {
-    let level = level.min(SimdLevel::detect());
+/// Whether the kernel takes `input` at `precision` ([`BatchError::Unsupported`] says why not):
+/// the limits that do not depend on the sets, so a caller can choose its backend (and record
+/// it) before the first batch runs.
+pub fn check_input(input: &BatchInput<'_>, precision: Precision) -> Result<(), BatchError> {
+    let symbols = input.market.symbols.len();
+    if symbols > MAX_SYMBOLS {
+        return Err(BatchError::Unsupported(format!(
+            "the SIMD kernel trades at most {MAX_SYMBOLS} symbols, the market has {symbols}"
+        )));
+    }
     if precision == Precision::F32
         && let Some(w) = input
             .windows
@@ -187,6 +185,22 @@ pub fn run_at_precision(
             w.end - w.start
         )));
     }
+    Ok(())
+}
+
+/// [`run_at`] with lanes of the given precision: f64 (bit-identical to the reference) or f32
+/// (twice the lanes per vector; SEMANTICS.md §4.3).
+pub fn run_at_precision(
+    level: SimdLevel,
+    precision: Precision,
+    input: &BatchInput<'_>,
+    sets: &[ParamSet],
+    out: &mut [Metrics],
+    trades: Option<&mut [TradeLog]>,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<(), BatchError> {
+    let level = level.min(SimdLevel::detect());
+    check_input(input, precision)?;
     let shared = Shared::new(input)?;
     let plans: Vec<SetPlan> = sets
         .par_iter()
@@ -312,12 +326,7 @@ struct Shared<'a> {
 impl<'a> Shared<'a> {
     fn new(input: &'a BatchInput<'a>) -> Result<Shared<'a>, BatchError> {
         let market = input.market;
-        if market.symbols.len() > MAX_SYMBOLS {
-            return Err(BatchError::Unsupported(format!(
-                "the SIMD kernel trades at most {MAX_SYMBOLS} symbols, the market has {}",
-                market.symbols.len()
-            )));
-        }
+        check_input(input, Precision::F64)?;
         let tables = reference::tables_for(market, input.brackets)?;
         let fallback = |mark: &[f64], last: &[f64]| -> Vec<f64> {
             mark.iter()
