@@ -4,10 +4,13 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use etrading_db::study::{
@@ -63,6 +66,9 @@ pub struct OptimizeArgs {
     /// finished trials count towards --trials and are not sampled again.
     #[arg(long)]
     pub resume: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
     /// Worker threads of the kernels (default: every core).
     #[arg(long)]
     pub jobs: Option<usize>,
@@ -337,11 +343,38 @@ fn optimize(args: &OptimizeArgs, out: &mut Vec<u8>) -> anyhow::Result<()> {
         (None, Some(len)) if kind == SamplerKind::Grid => len,
         (None, _) => 100,
     };
+    // Ctrl-C (or SIGTERM) stops after the batch in flight: its trials are stored and the
+    // study is closed cleanly; --resume continues.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let flag = interrupted.clone();
+        // A second handler (e.g. in tests calling run twice) is refused: keep the first.
+        let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    }
+    let pb = if args.quiet || args.json {
+        ProgressBar::hidden()
+    } else {
+        let pb = ProgressBar::new(target);
+        pb.set_style(
+            ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} trials  {per_sec}  eta {eta}  {msg}",
+            )
+            .expect("progress template"),
+        );
+        pb.set_position(finished_before.min(target));
+        pb
+    };
+    // The best value for the progress line (the study maximises).
+    let mut best_so_far: Option<f64> = history
+        .iter()
+        .filter_map(|o| o.value)
+        .filter(|v| !v.is_nan())
+        .reduce(f64::max);
     let started = Instant::now();
     let mut ran = [0u64; 3]; // complete, pruned, failed
     let mut done = finished_before;
     let mut metrics: Vec<Metrics> = Vec::new();
-    while done < target {
+    while done < target && !interrupted.load(Ordering::SeqCst) {
         let n = (target - done).min(args.batch as u64) as usize;
         let sets = sampler.ask(&history, n);
         if sets.is_empty() {
@@ -383,6 +416,9 @@ fn optimize(args: &OptimizeArgs, out: &mut Vec<u8>) -> anyhow::Result<()> {
             if state != TrialState::Fail {
                 done += 1;
             }
+            if let Some(v) = value.filter(|v| !v.is_nan()) {
+                best_so_far = Some(best_so_far.map_or(v, |b| b.max(v)));
+            }
             history.push(Observation { set, value });
             outcomes.push(TrialOutcome {
                 trial_id: handle.trial_id,
@@ -392,8 +428,14 @@ fn optimize(args: &OptimizeArgs, out: &mut Vec<u8>) -> anyhow::Result<()> {
             });
         }
         writer.finish_trials(outcomes)?;
+        pb.set_position(done.min(target));
+        if let Some(best) = best_so_far {
+            pb.set_message(format!("best {best:.6}"));
+        }
     }
+    pb.finish_and_clear();
     let stats = writer.close()?;
+    let stopped_early = interrupted.load(Ordering::SeqCst) && done < target;
     let elapsed = started.elapsed().as_secs_f64();
     let file = StudyFile::open(&path)?;
     let study = file.load(&args.study)?;
@@ -413,6 +455,7 @@ fn optimize(args: &OptimizeArgs, out: &mut Vec<u8>) -> anyhow::Result<()> {
             "precision": backend.precision().name(),
             "windows": plan.len(),
             "trials_run": trials_run,
+            "interrupted": stopped_early,
             "complete": ran[0],
             "pruned": ran[1],
             "failed": ran[2],
@@ -462,6 +505,12 @@ fn optimize(args: &OptimizeArgs, out: &mut Vec<u8>) -> anyhow::Result<()> {
         ran[2],
         study.trials.len()
     )?;
+    if stopped_early {
+        writeln!(
+            out,
+            "stopped  interrupted after the batch in flight; continue with --resume"
+        )?;
+    }
     match best {
         Some(t) => writeln!(
             out,

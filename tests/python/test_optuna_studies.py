@@ -2,7 +2,8 @@
 `etrading optimize` opened with `optuna.load_study` (trial count, best value and params,
 states, distributions, attributes); a study Optuna created, continued by `etrading optimize
 --resume`; several `etrading optimize` processes on one file at once; and a run killed with
-SIGKILL then resumed (no duplicated grid point or trial number, RUNNING trials become FAIL).
+SIGKILL then resumed (no duplicated grid point or trial number, RUNNING trials become FAIL);
+and one stopped with Ctrl-C (SIGINT), which stores the batch in flight and leaves nothing RUNNING.
 """
 
 from __future__ import annotations
@@ -213,3 +214,49 @@ def test_kill_9_then_resume(etrading_bin: Path, tmp_path: Path):
     points = [tuple(sorted(t.params.items())) for t in finished]
     assert len(points) == len(set(points)), "a grid point was evaluated twice"
     assert not any(t.state == optuna.trial.TrialState.RUNNING for t in trials)
+
+
+def test_ctrl_c_stops_cleanly_then_resume(etrading_bin: Path, tmp_path: Path):
+    """SIGINT stops after the batch in flight: its trials are stored, none is left RUNNING, the
+    summary says so, and --resume finishes the grid without evaluating a point twice."""
+    db = tmp_path / "interrupted.db"
+    cmd = [str(etrading_bin), "optimize", str(SPEC), "--study", "grid", "--storage",
+           storage(db), "--data", str(SAMPLE_DATA), "--sampler", "grid", "--trials", "400",
+           "--batch", "8", "--backend", "scalar", "--jobs", "1", "--json"]
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    committed = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        if db.exists():
+            try:
+                con = sqlite3.connect(db, timeout=5)
+                committed = con.execute(
+                    "SELECT COUNT(*) FROM trials WHERE state IN ('COMPLETE','PRUNED')").fetchone()[0]
+                con.close()
+            except sqlite3.OperationalError:
+                continue
+            if committed >= 16:
+                break
+    assert proc.poll() is None, "the run finished before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    summary = json.loads(stdout)
+    assert summary["interrupted"] is True
+    assert 16 <= summary["trials_run"] < 400
+
+    trials = optuna.load_study(study_name="grid", storage=storage(db)).get_trials(deepcopy=False)
+    assert not any(t.state == optuna.trial.TrialState.RUNNING for t in trials)
+    assert len(trials) == summary["trials_run"] == summary["study_trials"]
+
+    proc = optimize(etrading_bin, db, "grid", "--resume", "--sampler", "grid", "--trials", "400",
+                    "--batch", "8")
+    summary = json.loads(proc.stdout)
+    assert summary["failed_running_on_resume"] == 0
+    assert summary["interrupted"] is False
+    trials = optuna.load_study(study_name="grid", storage=storage(db)).get_trials(deepcopy=False)
+    assert len(trials) == 400
+    points = [tuple(sorted(t.params.items())) for t in trials]
+    assert len(points) == len(set(points)), "a grid point was evaluated twice"
