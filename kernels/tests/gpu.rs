@@ -8,7 +8,8 @@
 //!
 //! There is no skip: without an adapter the parity tests fail, naming the package to install
 //! (scripts/test.sh installs lavapipe). `GPU_PARITY_SPEC=rsi_ema` runs one spec only;
-//! `GPU_PARITY_SETS=N` changes the sample size (at least 2,000 in CI).
+//! `GPU_PARITY_SETS=N` changes the sample size (at least 2,000 in CI); `GPU_PARITY_VERBOSE=1`
+//! prints every row whose trade counts differ.
 
 // Synthetic columns are filled bar by bar, several in step.
 #![allow(clippy::needless_range_loop)]
@@ -32,14 +33,20 @@ use etrading_kernels::spec::{
     Distribution, ParamSet, ParamValue, Spec, WalkForwardMode, WalkForwardSpec,
 };
 
-const EXAMPLES: [&str; 3] = ["bb_atr_breakout", "ema_cross", "rsi_ema"];
+/// The example specs and the test specs of kernels/tests/specs/ (`sma_rsi`: an RSI that
+/// streams, read at lags 0 and 1, with SMAs).
+const EXAMPLES: [&str; 4] = ["bb_atr_breakout", "ema_cross", "rsi_ema", "sma_rsi"];
 
 fn repo() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }
 
+/// An example spec (`examples/NAME.toml`) or a test spec (`kernels/tests/specs/NAME.toml`).
 fn example(name: &str) -> Spec {
-    let file = format!("examples/{name}.toml");
+    let mut file = format!("examples/{name}.toml");
+    if !repo().join(&file).exists() {
+        file = format!("kernels/tests/specs/{name}.toml");
+    }
     let text = std::fs::read_to_string(repo().join(&file)).unwrap();
     Spec::parse(&file, &text).unwrap()
 }
@@ -137,7 +144,7 @@ fn layout_matches_wgsl() {
         let mut layouter = naga::proc::Layouter::default();
         layouter.update(module.to_ctx()).unwrap();
         let n_streams = gpu::streams::plan_streams(&spec).len();
-        assert_eq!(n_streams, 1, "rsi_ema streams its EMA");
+        assert_eq!(n_streams, 2, "rsi_ema streams its RSI and its EMA");
         for host in host_layouts(f64_variant, 4, n_streams) {
             let (span, members) = shaders::wgsl_layout(&module, host.wgsl_name)
                 .unwrap_or_else(|| panic!("no WGSL struct {}", host.wgsl_name));
@@ -154,8 +161,88 @@ fn layout_matches_wgsl() {
     }
 }
 
+/// A one-symbol spec: `INDICATORS`, `PARAMS`, `LONG_ENTRY` and `LONG_EXIT` replaced.
+const MINIMAL_SPEC: &str = r#"[strategy]
+id = "t"
+symbols = ["BTCUSDT"]
+interval = "1h"
+[indicators]
+INDICATORS
+[params]
+PARAMS
+[rules]
+long_entry = "LONG_ENTRY"
+long_exit = "LONG_EXIT"
+[risk]
+margin_mode = "cross"
+position_size = 0.5
+max_concurrent_positions = 1
+[execution]
+fill = "close"
+taker_fee = 0.0005
+slippage = 0.0
+funding = "none"
+"#;
+
+/// The names of the indicators of `spec` the shader streams.
+fn streamed_names(spec: &Spec) -> Vec<String> {
+    gpu::streams::plan_streams(spec)
+        .iter()
+        .map(|s| spec.indicators[s.indicator].name.clone())
+        .collect()
+}
+
+/// rsi_ema with its long exit reading the RSI two bars back.
+fn rsi_ema_with_rsi_at_lag_2() -> Spec {
+    let file = "examples/rsi_ema.toml";
+    let text = std::fs::read_to_string(repo().join(file)).unwrap();
+    let from = r#"long_exit   = "rsi > rsi_upper""#;
+    assert!(text.contains(from));
+    let text = text.replace(from, r#"long_exit   = "prev(rsi, 2) > rsi_upper""#);
+    Spec::parse(file, &text).unwrap()
+}
+
+/// The indicators that stream (docs/SEMANTICS.md §5.1) for one indicator table and rules.
+fn check_streams(indicators: &str, entry: &str, exit: &str, expect: &[&str]) {
+    let text = MINIMAL_SPEC
+        .replace("INDICATORS", indicators)
+        .replace("PARAMS", "n = [14, 21]\nlag = [1, 2]")
+        .replace("LONG_ENTRY", entry)
+        .replace("LONG_EXIT", exit);
+    let spec = Spec::parse("streams.toml", &text).unwrap();
+    assert_eq!(
+        streamed_names(&spec),
+        expect,
+        "{indicators} / {entry} / {exit}"
+    );
+}
+
+#[test]
+fn plan_streams_picks_ema_and_rsi_by_function_args_and_lags() {
+    let three = r#"e = { fn = "EMA", timeperiod = "n" }
+s = { fn = "SMA", input = "high", timeperiod = 5 }
+r = { fn = "RSI", input = "volume", timeperiod = "n" }"#;
+    // Lags 0 and 1 (cross_* reads 1), any real input, a period from a param or a number.
+    // SMA has no WGSL twin yet: uploaded.
+    check_streams(three, "cross_above(e, s) and r > 50", "r < 50", &["e", "r"]);
+    check_streams(three, "prev(r, 1) > 50 and e > s", "close < 0", &["e", "r"]);
+    // A constant lag of 2 or a lag that is a param: uploaded.
+    check_streams(three, "prev(r, 2) > 50 and e > s", "close < 0", &["e"]);
+    check_streams(three, "prev(e, lag) > s and r > 50", "close < 0", &["r"]);
+    // Only `timeperiod` set: other args or other functions are uploaded.
+    check_streams(
+        r#"m = { fn = "MA", timeperiod = "n", matype = 0 }
+w = { fn = "WMA", timeperiod = "n" }
+b = { fn = "BBANDS", timeperiod = "n" }
+s = { fn = "SMA", timeperiod = "n" }"#,
+        "m > w and close > b.upper and s > 0",
+        "close < 0",
+        &[],
+    );
+}
+
 /// The per-set bytes of an f64 dispatch of 3 windows, 4 symbols, 5 rule params, 2 slots, no
-/// streamed indicator: out 3 x 112, state 3 x (48 + 4 x 112 + 4 x 72) = 2,352 (the
+/// streamed indicator: out 3 x 112, state 3 x (48 + 4 x 112 + 4 x 104) = 2,736 (the
 /// largest; one `StreamState` per symbol even without streams), sets 80, batch_real
 /// (4 + 5) x 8, batch_u32 2 x 4.
 fn per_set_bytes() -> SetBytes {
@@ -170,7 +257,7 @@ fn per_set_bytes() -> SetBytes {
         bytes,
         SetBytes {
             out: 336,
-            state: 2_352,
+            state: 2_736,
             set_params: 80,
             batch_real: 72,
             batch_u32: 8,
@@ -201,9 +288,9 @@ fn dispatch_plan_respects_device_limits() {
         ..roomy
     };
     check_plan(100, few_groups, &[(0, 42), (42, 84), (84, 100)]);
-    // By the largest per-set buffer, state: 2,352 bytes per set; 5,000 bytes -> 2 sets.
+    // By the largest per-set buffer, state: 2,736 bytes per set; 6,000 bytes -> 2 sets.
     let small_binding = PlanLimits {
-        max_binding_bytes: 5_000,
+        max_binding_bytes: 6_000,
         ..roomy
     };
     check_plan(5, small_binding, &[(0, 2), (2, 4), (4, 5)]);
@@ -218,7 +305,7 @@ fn dispatch_plan_respects_device_limits() {
         .to_string();
     assert_eq!(
         error,
-        "batch too large for the GPU tables: one param set needs 2352 bytes in state, the device binds at most 2000 bytes"
+        "batch too large for the GPU tables: one param set needs 2736 bytes in state, the device binds at most 2000 bytes"
     );
 }
 
@@ -587,7 +674,10 @@ struct Case {
 
 impl Case {
     fn new(name: &str, bars: usize, walk_forward: bool) -> Case {
-        let spec = example(name);
+        Case::of(example(name), bars, walk_forward)
+    }
+
+    fn of(spec: Spec, bars: usize, walk_forward: bool) -> Case {
         let interval = interval_ms(&spec);
         let owned = synthetic_market(&spec.strategy.symbols, interval, bars, 0x5eed ^ bars as u64);
         let span = bars as i64 * interval;
@@ -745,6 +835,9 @@ fn compare(
             )
         };
         if r.n_trades != g.n_trades || r.liquidations != g.liquidations {
+            if std::env::var_os("GPU_PARITY_VERBOSE").is_some() {
+                eprintln!("{}: trades {} vs {}", label(), r.n_trades, g.n_trades);
+            }
             if first_failure.is_none() {
                 first_failure = Some(format!(
                     "{}: trades {} vs {}, liquidations {} vs {}",
@@ -879,21 +972,22 @@ fn gpu_long_series_runs_in_bar_chunks() {
 }
 
 /// Streamed indicators (docs/SEMANTICS.md §5.1) over a long series in many bar chunks: the
-/// two EMAs of ema_cross (read at lags 0 and 1 by `cross_*`) stream in the shader from the
-/// first bar of the data, so walk-forward windows that start late (the last out-of-sample
-/// window at bar 2,401 of 4,000) see them warmed exactly as the CPU computes them over the
-/// whole series (2,401 warm-up bars in 19 dispatches of 131). Short chunks make the warm-up and the windows cross many dispatch
-/// boundaries (the state persists in `RowState::streams`); the rows must match the
-/// reference under the f64 policy, and in f32 under §5.3's, with compensated EMA sums.
-#[test]
-fn gpu_streamed_indicators_warm_up_across_chunks() {
+/// streams of `name` (`streams`, by indicator name) run in the shader from the first bar of
+/// the data, so walk-forward windows that start late (the last out-of-sample window at bar
+/// 2,401 of 4,000) see them warmed exactly as the CPU computes them over the whole series
+/// (2,401 warm-up bars in 19 dispatches of 131). Short chunks make the warm-up and the windows
+/// cross many dispatch boundaries (the state persists in `RowState::streams`); the rows must
+/// match the reference under the f64 policy, and in f32 under §5.3's, with compensated sums.
+/// (Without the warm-up, a window starting at its own first bar, the late windows' indicators
+/// start cold and these rows differ from the reference: see the report of issue #5.)
+fn check_warm_up(name: &str, streams: &[&str], n_sets: usize) {
     let bars = 4_000;
-    let case = Case::new("ema_cross", bars, true);
-    let streams = gpu::streams::plan_streams(&case.spec);
-    assert_eq!(streams.len(), 2, "{streams:?}");
+    let case = Case::new(name, bars, true);
+    assert_eq!(streamed_names(&case.spec), streams);
+    let planned = gpu::streams::plan_streams(&case.spec);
     let late = case.windows.ranges().iter().map(|r| r.start).max().unwrap();
     assert_eq!(late, 2_401, "the last window starts late");
-    let sets = sample_sets(&case.spec, 96, 0x57EA);
+    let sets = sample_sets(&case.spec, n_sets, 0x57EA);
     let reference = case.cpu(&sets, Backend::Scalar);
     let traded = reference.iter().filter(|m| m.n_trades > 0).count();
     assert!(traded * 2 > reference.len(), "{traded} rows trade");
@@ -905,8 +999,12 @@ fn gpu_streamed_indicators_warm_up_across_chunks() {
     let work = case.with(|input| {
         let first = plan::resolve_sets(input, &sets, 0..1).unwrap();
         let statics = plan::pack_statics::<f32>(input, &first[0]).unwrap();
-        assert_eq!(statics.streams, streams);
-        window_work(&case.windows.ranges(), statics.dims.warm_from as usize, 2)
+        assert_eq!(statics.streams, planned);
+        window_work(
+            &case.windows.ranges(),
+            statics.dims.warm_from as usize,
+            planned.len(),
+        )
     });
     let expected_chunks = dispatches_with_warm_up(&work, 97, 131);
     for (precision, policy) in [(Precision::F64, F64_POLICY), (Precision::F32, F32_POLICY)] {
@@ -921,7 +1019,83 @@ fn gpu_streamed_indicators_warm_up_across_chunks() {
         );
         assert_eq!(report.chunks_per_group, expected_chunks, "{report:?}");
         compare(
-            "ema_cross streamed",
+            &format!("{name} streamed"),
+            precision,
+            &policy,
+            &sets,
+            &case.windows,
+            &reference,
+            &got,
+        );
+    }
+}
+
+/// The two EMAs of ema_cross, read at lags 0 and 1 by `cross_*`.
+#[test]
+fn gpu_streamed_indicators_warm_up_across_chunks() {
+    check_warm_up("ema_cross", &["ema_fast", "ema_slow"], 96);
+}
+
+/// The RSI of the test spec sma_rsi (lags 0 and 1, periods down to 2; its SMAs are uploaded).
+#[test]
+fn gpu_streamed_rsi_warm_up_across_chunks() {
+    check_warm_up("sma_rsi", &["rsi"], 96);
+}
+
+/// TA-Lib's RSI is 0 where the average gain plus loss is within 1e-8 of zero: on a series
+/// that starts flat, the streamed RSI is 0 from its first output (bar `period`), so
+/// `rsi < 1` enters a long there in every set, as in the reference (a shader computing
+/// 0 / 0 there would never enter). One symbol, 300 bars: 40 flat at 100, then a random
+/// walk; fill at the close.
+#[test]
+fn gpu_streamed_rsi_of_flat_prices_is_zero() {
+    let text = MINIMAL_SPEC
+        .replace(
+            "INDICATORS",
+            r#"rsi = { fn = "RSI", input = "close", timeperiod = "n" }"#,
+        )
+        .replace("PARAMS", "n = [2, 3, 14, 30]")
+        .replace("LONG_ENTRY", "rsi < 1")
+        .replace("LONG_EXIT", "rsi > 60");
+    let spec = Spec::parse("flat_rsi.toml", &text).unwrap();
+    assert_eq!(streamed_names(&spec), ["rsi"]);
+    let bars = 300;
+    let mut case = Case::of(spec, bars, false);
+    let mut rng = Rng(0xF1A7);
+    let mut price = 100.0;
+    let sym = &mut case.owned.symbols[0];
+    for t in 0..bars {
+        let open = price;
+        if t >= 40 {
+            price *= 1.0 + rng.normal() * 0.01;
+        }
+        let (high, low) = (open.max(price) * 1.001, open.min(price) * 0.999);
+        let (high, low) = if t < 40 { (open, open) } else { (high, low) };
+        for (c, v) in [open, high, low, price, 10.0, open, high, low]
+            .into_iter()
+            .enumerate()
+        {
+            sym.cols[c][t] = v;
+        }
+    }
+    sym.funding.clear();
+    let sets: Vec<ParamSet> = [2, 3, 14, 30]
+        .map(|n| ParamSet {
+            values: vec![ParamValue::Int(n)],
+        })
+        .to_vec();
+    let reference = case.cpu(&sets, Backend::Scalar);
+    for (set, row) in sets.iter().zip(&reference) {
+        assert!(row.n_trades >= 1, "{set:?}: the flat start must enter");
+    }
+    for (precision, policy) in [(Precision::F64, F64_POLICY), (Precision::F32, F32_POLICY)] {
+        if precision == Precision::F64 && !context(precision).info().has_f64 {
+            continue;
+        }
+        let (got, report) = case.gpu(&sets, precision, &GpuOptions::default()).unwrap();
+        assert_eq!(report.cpu_fallback_sets, 0, "{report:?}");
+        compare(
+            "flat rsi",
             precision,
             &policy,
             &sets,
@@ -974,10 +1148,16 @@ fn gpu_loop_budget_overrun_is_detected() {
 /// `fit_sets` ends a dispatch group where the next set's new indicator columns would not fit
 /// one binding, and refuses only a set that does not fit alone. rsi_ema on 100 bars x 4
 /// symbols in f32: a column is 100 x 4 x 4 = 1,600 bytes, a set adds (4 leverages + 5 rule
-/// params) x 4 = 36 bytes; its EMA streams in the shader and uploads no column.
+/// params) x 4 = 36 bytes; its EMA streams in the shader and uploads no column. Its RSI is
+/// read at lag 2 here (`prev(rsi, 2)`), so it does not stream and is uploaded.
 #[test]
 fn fit_sets_ends_groups_at_the_binding_limit() {
-    let case = Case::new("rsi_ema", 100, false);
+    let case = Case::of(rsi_ema_with_rsi_at_lag_2(), 100, false);
+    assert_eq!(
+        streamed_names(&case.spec),
+        ["ema"],
+        "the RSI read at lag 2 is uploaded"
+    );
     let set = |rsi: i64, ema: i64| ParamSet {
         values: [rsi, 25, 70, ema, 2].map(ParamValue::Int).to_vec(),
     };
@@ -1028,7 +1208,7 @@ fn gpu_splits_dispatch_groups_under_small_limits() {
     });
     assert!(statics_bytes > 8 * 4 * 700 * 4);
     // Room for the market and about 8 indicator columns of 11,200 bytes per group (the sets
-    // use 25 distinct columns), and for 100 sets' state (5 windows x 288 bytes each).
+    // use 25 distinct columns), and for 100 sets' state (5 windows x 512 bytes each).
     let small = GpuOptions {
         max_binding_bytes: Some(statics_bytes),
         ..GpuOptions::default()

@@ -127,7 +127,8 @@ struct RowState {
 // One streamed indicator of one symbol (shared/indicators.wgsl; CPU twins in
 // kernels/src/batch/indicators/): its running state, and its output at the last bar it saw
 // and at the bar before (rules read lag 0 or 1). In f32 the `_lo` fields carry the rounding
-// residual of the field before them (a compensated pair); in f64 they stay 0.
+// residual of the field before them (a compensated pair); in f64 they stay 0. Each kind uses
+// the fields named after its CPU twin's (`Ema`, `Rsi`) and leaves the others 0.
 struct StreamState {
     // EMA: the average once seeded.
     value: real,
@@ -135,11 +136,17 @@ struct StreamState {
     // EMA: the seed total.
     total: real,
     total_lo: real,
+    // RSI: the average gain and loss (their sums while seeding).
+    gain: real,
+    gain_lo: real,
+    loss: real,
+    loss_lo: real,
+    // RSI: the previous input (f32: and its rounding residual).
+    prev: real,
+    prev_lo: real,
     out: real,
     out_prev: real,
-    pad_real0: real,
-    pad_real1: real,
-    // Values seen so far (capped at the seeding length).
+    // Values seen so far (capped once the stream is seeded).
     seen: u32,
     // STREAM_OUT_OK, STREAM_PREV_OK.
     flags: u32,
@@ -172,6 +179,9 @@ const COL_VOLUME: u32 = 4u;
 const COL_MARK_OPEN: u32 = 5u;
 const COL_MARK_HIGH: u32 = 6u;
 const COL_MARK_LOW: u32 = 7u;
+// f32 only: the rounding residual of bar column `c` (open to volume) is column
+// `COL_RESIDUAL + c` (kernels/src/gpu/plan.rs `RESIDUAL_COLUMNS`); f64 has none.
+const COL_RESIDUAL: u32 = 8u;
 
 const NO_BAR: u32 = 0xffffffffu;
 

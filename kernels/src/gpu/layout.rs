@@ -135,6 +135,9 @@ pub trait Real: Pod + Copy + Send + Sync + 'static {
             + n_streams.max(1) * ns * size_of::<Self::StreamState>()
     }
     fn from_f64(value: f64) -> Self;
+    /// What `from_f64` rounds off: `value - from_f64(value)` at this precision (0 for f64),
+    /// so that `from_f64(v) + residual(v)` carries `v` to about twice the precision.
+    fn residual(value: f64) -> Self;
     fn set_params(host: &SetParamsHost) -> Self::SetParams;
     fn accum(row: &Self::Accum) -> AccumHost;
 }
@@ -242,14 +245,24 @@ macro_rules! real_layout {
         #[repr(C)]
         #[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
         pub struct $stream {
+            /// EMA: the average once seeded.
             pub value: $real,
             pub value_lo: $real,
+            /// EMA: the seed total.
             pub total: $real,
             pub total_lo: $real,
+            /// RSI: the average gain (the sum of gains while seeding).
+            pub gain: $real,
+            pub gain_lo: $real,
+            /// RSI: the average loss (the sum of losses while seeding).
+            pub loss: $real,
+            pub loss_lo: $real,
+            /// RSI: the previous input.
+            pub prev: $real,
+            pub prev_lo: $real,
             pub out: $real,
             pub out_prev: $real,
-            pub pad_real0: $real,
-            pub pad_real1: $real,
+            /// Values seen so far (capped once the stream is seeded).
             pub seen: u32,
             /// Bit 0: `out` valid, bit 1: `out_prev` valid.
             pub flags: u32,
@@ -265,6 +278,10 @@ macro_rules! real_layout {
 
             fn from_f64(value: f64) -> Self {
                 value as $real
+            }
+
+            fn residual(value: f64) -> Self {
+                (value - (value as $real) as f64) as $real
             }
 
             fn set_params(h: &SetParamsHost) -> $set {
@@ -456,8 +473,8 @@ pub fn host_layouts(f64_variant: bool, n_symbols: usize, n_streams: usize) -> Ve
                     $stream,
                     "StreamState",
                     [
-                        value, value_lo, total, total_lo, out, out_prev, pad_real0, pad_real1,
-                        seen, flags
+                        value, value_lo, total, total_lo, gain, gain_lo, loss, loss_lo, prev,
+                        prev_lo, out, out_prev, seen, flags
                     ]
                 ),
                 host_layout!(

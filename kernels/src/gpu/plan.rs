@@ -299,6 +299,11 @@ pub struct BatchTables<R: Real> {
 
 const MARKET_COLUMNS: u32 = 8;
 
+/// f32 only: after the market columns, the rounding residual (`Real::residual`) of each bar
+/// column (open, high, low, close, volume) in the same order (`COL_RESIDUAL` in
+/// shaders/shared/layout.wgsl).
+pub const RESIDUAL_COLUMNS: u32 = 5;
+
 /// One market column of the shader (`COL_*` in shaders/shared/layout.wgsl) at (symbol, bar).
 type MarketColumn<'f> = &'f dyn Fn(&MarketSymbol<'_>, usize) -> f64;
 
@@ -350,7 +355,8 @@ pub fn pack_statics<R: Real>(
     let n = market.open_time.len();
     let ns = market.symbols.len();
     let words = mask_words(n);
-    let mut real: Vec<R> = Vec::with_capacity(MARKET_COLUMNS as usize * ns * n);
+    let mut real: Vec<R> =
+        Vec::with_capacity((MARKET_COLUMNS + RESIDUAL_COLUMNS) as usize * ns * n);
     let finite_or = |v: f64, fallback: f64| if v.is_finite() { v } else { fallback };
     let zero = |v: f64| finite_or(v, 0.0);
     let columns: [MarketColumn<'_>; 8] = [
@@ -366,6 +372,15 @@ pub fn pack_statics<R: Real>(
     for column in columns {
         for sym in &market.symbols {
             real.extend((0..n).map(|t| R::from_f64(column(sym, t))));
+        }
+    }
+    // f32: the rounding residuals of the bar columns, read by streamed indicators that need
+    // their inputs beyond f32 (the RSI's bar-to-bar changes, gpu::streams).
+    if R::WGSL == "f32" {
+        for column in &columns[..RESIDUAL_COLUMNS as usize] {
+            for sym in &market.symbols {
+                real.extend((0..n).map(|t| R::residual(column(sym, t))));
+            }
         }
     }
     let mut spans = Vec::with_capacity(ns);

@@ -2,11 +2,11 @@
 //! (`shaders/shared/indicators.wgsl`) instead of reading a column computed on the CPU, and the
 //! generated WGSL that updates them bar by bar and reads them in the rules.
 //!
-//! An indicator streams when its function has a WGSL twin (today: EMA, mirroring
-//! `crate::batch::indicators::Ema`, bit-identical to TA-Lib), it takes one real input and its
-//! period only, and every rule reads it at a constant lag of 0 or 1 bar (`cross_*` reads lag
-//! 1): the shader keeps the output of the current and of the previous bar per (set, window,
-//! symbol). The period comes from each set (its resolved `timeperiod`) and travels in the
+//! An indicator streams when its function has a WGSL twin (EMA and RSI, mirroring
+//! `crate::batch::indicators::{Ema, Rsi}`, bit-identical to TA-Lib), it takes one real
+//! input and its period only, and every rule reads it at a constant lag of 0 or 1 bar
+//! (`cross_*` reads lag 1): the shader keeps the output of the current and of the previous bar
+//! per (set, window, symbol). The period comes from each set (its resolved `timeperiod`) and travels in the
 //! set's slot table instead of a column index. A streamed indicator is updated on every bar
 //! of its symbol's data from the market's first bar, so it is warmed on the bars before a
 //! walk-forward window exactly as the CPU computes it over the whole span
@@ -25,20 +25,26 @@ use super::codegen::series_column;
 pub enum StreamKind {
     /// TA-Lib `EMA` (`ema_update` in shaders/shared/indicators.wgsl).
     Ema,
+    /// TA-Lib `RSI` (`rsi_update`; in f32 it also reads the input's rounding residual
+    /// column, `plan::RESIDUAL_COLUMNS`).
+    Rsi,
 }
 
 impl StreamKind {
     fn of(function: &str) -> Option<StreamKind> {
         match function.to_ascii_uppercase().as_str() {
             "EMA" => Some(StreamKind::Ema),
+            "RSI" => Some(StreamKind::Rsi),
             _ => None,
         }
     }
 
-    /// The WGSL update function.
-    fn wgsl_update(self) -> &'static str {
+    /// The WGSL call that feeds bar `t` of symbol `s` (both in scope) of market column
+    /// `column` to stream slot `index` with `period`.
+    fn wgsl_update(self, index: &str, column: &str, period: &str) -> String {
         match self {
-            StreamKind::Ema => "ema_update",
+            StreamKind::Ema => format!("ema_update({index}, bar_value({column}, s, t), {period});"),
+            StreamKind::Rsi => format!("rsi_update({index}, {column}, s, t, {period});"),
         }
     }
 }
@@ -152,10 +158,12 @@ pub fn streams_wgsl(streams: &[Stream]) -> String {
         for (j, stream) in streams.iter().enumerate() {
             let _ = writeln!(
                 f,
-                "        {}({j}u * N_SYMBOLS + s, bar_value({}, s, t), set_col(set_index, {}u));",
-                stream.kind.wgsl_update(),
-                series_column(stream.input),
-                stream.slot
+                "        {}",
+                stream.kind.wgsl_update(
+                    &format!("{j}u * N_SYMBOLS + s"),
+                    series_column(stream.input),
+                    &format!("set_col(set_index, {}u)", stream.slot)
+                )
             );
         }
         f.push_str("    }\n");
