@@ -130,9 +130,13 @@ fn bad_flags_are_usage_errors() {
     );
     let o = etrading(&["data", "inspect", "does/not/exist"]);
     assert_eq!(o.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("does/not/exist: No such file or directory")
+        stderr.contains("does/not/exist: No such file or directory"),
+        "{stderr}"
     );
+    // The I/O error is said once, not again by the error chain.
+    assert_eq!(stderr.matches("No such file").count(), 1, "{stderr}");
 }
 
 #[test]
