@@ -169,14 +169,9 @@ def test_processes_writing_one_file_at_once(etrading_bin: Path, tmp_path: Path):
         assert all(len(t.params) == 5 for t in trials)
 
 
-def test_kill_9_then_resume(etrading_bin: Path, tmp_path: Path):
-    db = tmp_path / "killed.db"
-    cmd = [str(etrading_bin), "optimize", str(SPEC), "--study", "grid", "--storage",
-           storage(db), "--data", str(SAMPLE_DATA), "--sampler", "grid", "--trials", "400",
-           "--batch", "8", "--backend", "scalar", "--jobs", "1"]
-    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    # Kill it once some trials are committed.
+def wait_for_finished_trials(proc: subprocess.Popen, db: Path, n: int) -> int:
+    """Polls the study file until `n` trials are finished or the process ends; returns how many
+    are finished."""
     deadline = time.monotonic() + 300
     committed = 0
     while time.monotonic() < deadline and proc.poll() is None:
@@ -189,8 +184,20 @@ def test_kill_9_then_resume(etrading_bin: Path, tmp_path: Path):
                 con.close()
             except sqlite3.OperationalError:
                 continue
-            if committed >= 16:
+            if committed >= n:
                 break
+    return committed
+
+
+def test_kill_9_then_resume(etrading_bin: Path, tmp_path: Path):
+    db = tmp_path / "killed.db"
+    cmd = [str(etrading_bin), "optimize", str(SPEC), "--study", "grid", "--storage",
+           storage(db), "--data", str(SAMPLE_DATA), "--sampler", "grid", "--trials", "400",
+           "--batch", "8", "--backend", "scalar", "--jobs", "1"]
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    # Kill it once some trials are committed.
+    committed = wait_for_finished_trials(proc, db, 16)
     assert proc.poll() is None, "the run finished before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -225,20 +232,7 @@ def test_ctrl_c_stops_cleanly_then_resume(etrading_bin: Path, tmp_path: Path):
            "--batch", "8", "--backend", "scalar", "--jobs", "1", "--json"]
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    committed = 0
-    while time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-        if db.exists():
-            try:
-                con = sqlite3.connect(db, timeout=5)
-                committed = con.execute(
-                    "SELECT COUNT(*) FROM trials WHERE state IN ('COMPLETE','PRUNED')").fetchone()[0]
-                con.close()
-            except sqlite3.OperationalError:
-                continue
-            if committed >= 16:
-                break
+    wait_for_finished_trials(proc, db, 16)
     assert proc.poll() is None, "the run finished before it could be interrupted"
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=300)
