@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use etrading_db::pg::{
     self, ConfigRecord, ConfigRow, Policy, PromotionCandidate, StudyInfo, Target, Tolerance,
 };
+use etrading_db::study::{self, JsonValue};
 use etrading_kernels::reference::{self, ENGINE_VERSION};
 use etrading_kernels::spec::{ParamValue, Spec};
 
@@ -203,14 +204,9 @@ pub fn run_db(cmd: DbCommand, out: &mut dyn Write) -> anyhow::Result<()> {
     }
 }
 
-/// The study file's path from `sqlite:///PATH` or a plain path.
-fn storage_path(storage: &str) -> PathBuf {
-    PathBuf::from(storage.strip_prefix("sqlite:///").unwrap_or(storage))
-}
-
 /// The spec text: `--spec`, or the study's `spec` attribute; both must agree when both exist.
 fn spec_text(args: &PromoteArgs, study: &StudyInfo) -> anyhow::Result<(String, String)> {
-    let stored = study.user_attrs.get("spec").and_then(Value::as_str);
+    let stored = study.user_attrs.get("spec").and_then(JsonValue::as_str);
     match (&args.spec, stored) {
         (Some(path), stored) => {
             let text = std::fs::read_to_string(path)
@@ -247,35 +243,19 @@ fn param_json(v: &ParamValue) -> Value {
     }
 }
 
-fn number_json(x: f64) -> Value {
-    serde_json::Number::from_f64(x).map_or_else(
-        || {
-            Value::String(if x.is_nan() {
-                "NaN".into()
-            } else if x > 0.0 {
-                "Infinity".into()
-            } else {
-                "-Infinity".into()
-            })
-        },
-        Value::Number,
-    )
-}
-
 /// The trial's params as `--set name=value` strings, for [`param_set`] to validate.
 fn param_sets(c: &PromotionCandidate) -> anyhow::Result<Vec<String>> {
     c.params
         .iter()
         .map(|(name, value)| {
             let text = match value {
-                Value::String(s) => s.clone(),
-                Value::Number(n) => match (n.as_i64(), n.as_f64()) {
-                    (Some(i), _) => i.to_string(),
-                    (None, Some(f)) => format!("{f:?}"),
-                    _ => bail!("param {name}: {n} is not a number the spec can take"),
-                },
-                Value::Bool(b) => b.to_string(),
-                other => bail!("param {name}: {other} is not a value the spec can take"),
+                ParamValue::Str(s) => s.clone(),
+                ParamValue::Int(i) => i.to_string(),
+                ParamValue::Float(f) if f.is_finite() => format!("{f:?}"),
+                ParamValue::Float(f) => {
+                    bail!("param {name}: {f} is not a number the spec can take")
+                }
+                ParamValue::Bool(b) => b.to_string(),
             };
             Ok(format!("{name}={text}"))
         })
@@ -283,7 +263,7 @@ fn param_sets(c: &PromotionCandidate) -> anyhow::Result<Vec<String>> {
 }
 
 pub fn run_promote(args: &PromoteArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    let path = storage_path(&args.storage);
+    let path = study::parse_storage_url(&args.storage)?;
     let (study, candidates) = pg::read_study(&path, &args.study)?;
     let (spec_label, text) = spec_text(args, &study)?;
     let spec = Spec::parse(&spec_label, &text).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -452,7 +432,7 @@ pub fn run_promote(args: &PromoteArgs, out: &mut dyn Write) -> anyhow::Result<()
         rerun_metrics: Some(
             rerun
                 .iter()
-                .map(|(k, v)| (k.to_string(), number_json(*v)))
+                .map(|(k, v)| (k.to_string(), pg::number_json(*v)))
                 .collect::<BTreeMap<String, Value>>()
                 .into_iter()
                 .collect::<serde_json::Map<_, _>>()

@@ -40,7 +40,7 @@ pub struct ReportArgs {
     /// chosen trials).
     #[arg(long)]
     pub study: Option<String>,
-    /// The study's SQLite file in Optuna's schema.
+    /// The study's SQLite file in Optuna's schema: `sqlite:///PATH` or a path.
     #[arg(long, default_value = "sqlite:///db/optimization_study.db")]
     pub storage: String,
     /// Write a page for this trial number (repeatable).
@@ -125,7 +125,7 @@ fn study_report(
     viewer: etrading_viewer::dist::Viewer,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let path = optuna::storage_path(&args.storage)?;
+    let path = etrading_db::study::parse_storage_url(&args.storage)?;
     let mut export = optuna::read_study(&path, name)?;
     let rows: Vec<usize> = if args.trial.is_empty() {
         export.top(args.top.unwrap_or(1))
@@ -492,10 +492,11 @@ mod tests {
     #[test]
     fn names_and_storage() {
         assert_eq!(super::safe_name("rsi ema/1"), "rsi_ema_1");
+        let storage = etrading_db::study::parse_storage_url;
         assert_eq!(
-            super::optuna::storage_path("sqlite:///db/x.db").unwrap(),
+            storage("sqlite:///db/x.db").unwrap(),
             std::path::PathBuf::from("db/x.db")
         );
-        assert!(super::optuna::storage_path("postgres://x").is_err());
+        assert!(storage("postgres://x").is_err());
     }
 }

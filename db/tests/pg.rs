@@ -13,7 +13,8 @@ use etrading_db::pg::{
     self, ConfigRecord, OosMetrics, PgError, Policy, PromotionCandidate, Refusal, Target,
     Tolerance, TrialState,
 };
-use etrading_kernels::spec::MarginMode;
+use etrading_db::study::Direction;
+use etrading_kernels::spec::{MarginMode, ParamValue};
 use serde_json::{Value, json};
 use tokio_postgres::Client;
 
@@ -891,7 +892,10 @@ fn a_trial_is_read_with_its_params_values_and_attributes() {
     let path = dir.path().join("study.db");
     write_study(&path, "rsi", "MAXIMIZE", &sample_trials());
     let (study, trials) = pg::read_study(&path, "rsi").unwrap();
-    assert_eq!((study.study_id, study.maximize.clone()), (2, vec![true]));
+    assert_eq!(
+        (study.study_id, study.directions.clone()),
+        (2, vec![Direction::Maximize])
+    );
     assert_eq!(study.objective_names, vec!["calmar".to_string()]);
     assert_eq!(trials.len(), 10);
     let t = &trials[7];
@@ -901,11 +905,14 @@ fn a_trial_is_read_with_its_params_values_and_attributes() {
     );
     assert_eq!(t.objective_name, "calmar");
     assert_eq!(t.objective_value(), Some(1.7));
-    assert_eq!(t.params["rsi_window"], json!(21));
-    assert_eq!(t.params["stop_pct"], json!(0.015751320499779727));
+    assert_eq!(t.params["rsi_window"], ParamValue::Int(21));
+    assert_eq!(
+        t.params["stop_pct"],
+        ParamValue::Float(0.015751320499779727)
+    );
     assert_eq!(
         t.params["side"],
-        json!("short"),
+        ParamValue::Str("short".into()),
         "categorical index 1 of [long, short, both]"
     );
     assert_eq!(
@@ -928,7 +935,7 @@ fn a_trial_is_read_with_its_params_values_and_attributes() {
 
     let e = pg::read_study(&path, "nope").unwrap_err().to_string();
     assert!(
-        e.contains("no study named \"nope\"") && e.contains("other, rsi"),
+        e.contains("no study named \"nope\"") && e.contains("(studies: \"other\", \"rsi\")"),
         "{e}"
     );
     let e = pg::read_study(&dir.path().join("missing.db"), "rsi")
@@ -1065,17 +1072,35 @@ fn the_rerun_must_reproduce_the_stored_metrics() {
 
 #[test]
 fn python_json_tokens_outside_strings_only() {
-    let v = pg::candidate::parse_python_json(
-        r#"{"a": [NaN, Infinity, -Infinity, 1.5], "s": "NaN and Infinity \" -Infinity"}"#,
-    )
-    .unwrap();
-    let a: Vec<f64> = v["a"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| pg::candidate::attr_f64(x).unwrap())
-        .collect();
-    assert!(a[0].is_nan());
-    assert_eq!(&a[1..], &[f64::INFINITY, f64::NEG_INFINITY, 1.5]);
-    assert_eq!(v["s"], json!("NaN and Infinity \" -Infinity"));
+    // Bare `NaN`, `Infinity`, `-Infinity` (Python's json.dumps) are numbers; the same words
+    // inside a string are text. The metrics JSON keeps the non-finite numbers as Python's
+    // tokens in strings.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("study.db");
+    let mut attrs = good_attrs(40, HASH);
+    attrs.extend([
+        ("a_nan", "NaN".to_string()),
+        ("b_neg_inf", "-Infinity".to_string()),
+        ("c_text", r#""NaN and Infinity \" -Infinity""#.to_string()),
+        ("d_list", "[NaN, Infinity, 1.5]".to_string()),
+    ]);
+    let trials = [Trial {
+        state: "COMPLETE",
+        value: Some(1.0),
+        attrs,
+    }];
+    write_study(&path, "rsi", "MAXIMIZE", &trials);
+    let (_, trials) = pg::read_study(&path, "rsi").unwrap();
+    let t = &trials[0];
+    assert!(t.number("a_nan").unwrap().is_nan());
+    assert_eq!(t.number("b_neg_inf"), Some(f64::NEG_INFINITY));
+    assert_eq!(t.number("c_text"), None);
+    assert_eq!(t.text("c_text"), Some("NaN and Infinity \" -Infinity"));
+    assert_eq!(t.number("d_list"), None);
+    let metrics = t.metrics();
+    assert_eq!(metrics["a_nan"], json!("NaN"));
+    assert_eq!(metrics["b_neg_inf"], json!("-Infinity"));
+    assert_eq!(metrics["calmar"], json!("Infinity"));
+    assert_eq!(metrics["n_trades"], json!(40));
+    assert!(!metrics.contains_key("c_text") && !metrics.contains_key("d_list"));
 }

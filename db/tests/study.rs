@@ -6,8 +6,9 @@
 use std::path::{Path, PathBuf};
 
 use etrading_db::study::{
-    Direction, JsonValue, NewTrial, OpenMode, StudyError, StudyFile, StudyOptions, StudyWriter,
-    TrialOutcome, TrialRecord, TrialState, distribution_json,
+    Direction, JsonValue, NewTrial, OpenMode, StudyError, StudyFile, StudyHeader, StudyOptions,
+    StudyVisitor, StudyWriter, TrialOutcome, TrialRecord, TrialRow, TrialState, TrialTable,
+    distribution_json,
 };
 use etrading_kernels::spec::{Distribution, ParamValue};
 
@@ -786,4 +787,238 @@ mod tpe_vs_random {
             regret[1]
         );
     }
+}
+
+/// Optuna's reference file in a fresh database, with `edit` (SQL) applied.
+fn reference_file(dir: &Path, edit: &str) -> PathBuf {
+    let path = dir.join("reference.db");
+    let _ = std::fs::remove_file(&path);
+    let dump =
+        std::fs::read_to_string(repo_root().join("db/tests/fixtures/optuna-5.0.0-reference.sql"))
+            .unwrap();
+    let db = rusqlite::Connection::open(&path).unwrap();
+    db.execute_batch(&dump).unwrap();
+    db.execute_batch(edit).unwrap();
+    path
+}
+
+/// Records what [`StudyFile::visit`] tells, for the tables it asks for.
+#[derive(Default)]
+struct Record {
+    tables: Vec<TrialTable>,
+    header: Option<StudyHeader>,
+    trials: Vec<(i64, i64, TrialState)>,
+    /// `datetime_start` of each trial.
+    starts: Vec<Option<String>>,
+    rows: Vec<String>,
+}
+
+impl StudyVisitor for Record {
+    type Error = StudyError;
+
+    fn wants(&self, table: TrialTable) -> bool {
+        self.tables.contains(&table)
+    }
+
+    fn study(&mut self, header: StudyHeader) -> Result<(), StudyError> {
+        assert!(self.header.is_none() && self.trials.is_empty());
+        self.header = Some(header);
+        Ok(())
+    }
+
+    fn trial(&mut self, t: &TrialRow<'_>) -> Result<(), StudyError> {
+        assert!(self.rows.is_empty(), "trials come before any row");
+        self.trials.push((t.trial_id, t.number, t.state));
+        self.starts.push(t.datetime_start.map(str::to_string));
+        Ok(())
+    }
+
+    fn param(
+        &mut self,
+        trial: usize,
+        name: &str,
+        _: &Distribution,
+        internal: f64,
+    ) -> Result<(), StudyError> {
+        self.rows.push(format!("param {trial} {name} {internal}"));
+        Ok(())
+    }
+
+    fn value(&mut self, trial: usize, objective: usize, value: f64) -> Result<(), StudyError> {
+        self.rows.push(format!("value {trial} {objective} {value}"));
+        Ok(())
+    }
+
+    fn intermediate_value(
+        &mut self,
+        trial: usize,
+        step: i64,
+        value: f64,
+    ) -> Result<(), StudyError> {
+        self.rows.push(format!("step {trial} {step} {value}"));
+        Ok(())
+    }
+
+    fn user_attr(&mut self, trial: usize, key: &str, value: JsonValue) -> Result<(), StudyError> {
+        self.rows.push(format!("user {trial} {key} {value}"));
+        Ok(())
+    }
+
+    fn system_attr(&mut self, trial: usize, key: &str, value: JsonValue) -> Result<(), StudyError> {
+        self.rows.push(format!("system {trial} {key} {value}"));
+        Ok(())
+    }
+}
+
+/// The streaming read: header, then trials by number, then only the tables asked for, each
+/// row naming its trial's position (trial ids run against numbers here: number 0 of
+/// `ref-multi` is trial_id 14 after the edit).
+#[test]
+fn visit_streams_the_tables_asked_for_in_trial_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = reference_file(
+        dir.path(),
+        "UPDATE trials SET number = 1 - number WHERE study_id = 2;",
+    );
+    let file = StudyFile::open(&path).unwrap();
+    let check = |study: &str, tables: &[TrialTable], trials: &[(i64, i64)], rows: &[&str]| {
+        let mut record = Record {
+            tables: tables.to_vec(),
+            ..Record::default()
+        };
+        file.visit(study, &mut record).unwrap();
+        assert_eq!(record.header.unwrap().name, study);
+        let got: Vec<(i64, i64)> = record.trials.iter().map(|t| (t.0, t.1)).collect();
+        assert_eq!(got, trials, "{study}: (trial_id, number)");
+        assert_eq!(record.rows, rows, "{study} {tables:?}");
+        assert!(
+            record.starts.iter().all(Option::is_none),
+            "no datetimes asked for"
+        );
+    };
+    check(
+        "ref-multi",
+        &[TrialTable::Values],
+        &[(14, 0), (13, 1)],
+        // trial_id 13 (position 1) comes first: rows go by trial_id.
+        &[
+            "value 1 0 16",
+            "value 1 1 0.5",
+            "value 0 0 14",
+            "value 0 1 inf",
+        ],
+    );
+    let ref_single: Vec<(i64, i64)> = (0..12).map(|n| (n + 1, n)).collect();
+    check(
+        "ref-single",
+        &[
+            TrialTable::IntermediateValues,
+            TrialTable::UserAttrs,
+            TrialTable::SystemAttrs,
+        ],
+        &ref_single,
+        &[
+            "step 4 0 1.5",
+            "step 4 1 NaN",
+            "step 5 0 2.5",
+            "step 5 3 0.75",
+            "user 7 sharpe 1.2345",
+            "user 7 n_trades 42",
+            "user 7 equity_tail [10000.0, 10100.5, Infinity]",
+            "user 8 source \"enqueue\"",
+            "system 8 fixed_params {\"rsi_window\": 14, \"lookback\": 100, \"lower\": 30.0, \"stop_pct\": 0.01, \"side\": \"both\"}",
+            "system 11 fixed_params {\"rsi_window\": 21}",
+        ],
+    );
+    // Params in the order they were written: trial 10 (RUNNING) has one so far.
+    let mut record = Record {
+        tables: vec![TrialTable::Params],
+        ..Record::default()
+    };
+    file.visit("ref-single", &mut record).unwrap();
+    assert_eq!(record.rows.len(), 10 * 5 + 1);
+    let first: Vec<&str> = record.rows[..5].iter().map(String::as_str).collect();
+    assert_eq!(
+        first,
+        [
+            "param 0 rsi_window 15",
+            "param 0 lookback 795",
+            "param 0 lower 31",
+            "param 0 stop_pct 0.015751320499779727",
+            "param 0 side 0",
+        ]
+    );
+    assert_eq!(record.rows[50], "param 10 rsi_window 14");
+    // Datetimes when asked for (a WAITING trial has none).
+    let mut record = Record {
+        tables: vec![TrialTable::Datetimes],
+        ..Record::default()
+    };
+    file.visit("ref-single", &mut record).unwrap();
+    assert_eq!(
+        record.starts[0].as_deref(),
+        Some("2026-11-21 05:47:42.746482")
+    );
+    assert_eq!(record.trials[11].2, TrialState::Waiting);
+    assert_eq!(record.starts[11], None);
+    assert!(record.rows.is_empty());
+}
+
+/// Rows Optuna would not write: the error names the file, the study, the trial number and
+/// what is wrong.
+#[test]
+fn bad_rows_name_the_trial() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |edit: &str, expect: &str| {
+        let path = reference_file(dir.path(), edit);
+        let err = StudyFile::open(&path)
+            .unwrap()
+            .load("ref-single")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with(&path.display().to_string()), "{err}");
+        assert!(
+            err.contains(&format!("study \"ref-single\" {expect}")),
+            "{err}\nshould contain: {expect}"
+        );
+    };
+    check(
+        "UPDATE trials SET state = 'DONE' WHERE trial_id = 5;",
+        "trial 4: unknown state \"DONE\"",
+    );
+    check(
+        "UPDATE trial_params SET param_value = 3.0 WHERE trial_id = 2 AND param_name = 'side';",
+        "trial 1: param \"side\": categorical index 3 is out of range for 3 choices",
+    );
+    check(
+        "UPDATE trial_params SET distribution_json = '{\"name\": \"Weird\", \"attributes\": {}}' \
+         WHERE trial_id = 3 AND param_name = 'lower';",
+        "trial 2: param \"lower\": distribution {\"name\": \"Weird\", \"attributes\": {}}: unknown distribution \"Weird\"",
+    );
+    check(
+        "UPDATE trial_values SET value_type = 'WEIRD' WHERE trial_id = 3;",
+        "trial 2: objective 0: value type \"WEIRD\" with value Some(9.24)",
+    );
+    check(
+        "UPDATE trial_values SET objective = 1 WHERE trial_id = 1;",
+        "trial 0: objective 1 has a value but objective 0 has none",
+    );
+    check(
+        "UPDATE trial_user_attributes SET value_json = '{oops' WHERE key = 'sharpe';",
+        "trial 7: attribute \"sharpe\": invalid JSON \"{oops\"",
+    );
+    // And a study that is not there lists those that are.
+    let path = reference_file(dir.path(), "");
+    let err = StudyFile::open(&path)
+        .unwrap()
+        .load("nope")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.ends_with("no study named \"nope\" (studies: \"ref-single\", \"ref-multi\")"),
+        "{err}"
+    );
+    let missing = dir.path().join("missing.db");
+    let err = StudyFile::open(&missing).unwrap_err().to_string();
+    assert_eq!(err, format!("{}: no such study file", missing.display()));
 }

@@ -1,169 +1,192 @@
-//! Read-only access to a study in Optuna's SQLite schema (../shared/optuna-schema/SCHEMA.md),
-//! streamed straight into the columnar `etrading.study/1` export: one query per table, no
-//! per-trial maps, so a million trials cost their columns and nothing more. Opened with
-//! `SQLITE_OPEN_READ_ONLY`; never writes.
+//! A study streamed into the columnar `etrading.study/1` export: [`StudyFile::visit`] reads
+//! Optuna's tables (one query per table, read-only) and this maps its rows into the reports'
+//! [`StudyBuilder`] cell by cell, keeping no per-trial maps, so a million trials cost their
+//! columns and nothing more.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use anyhow::{Context, bail};
-use rusqlite::{Connection, OpenFlags};
+use etrading_db::study::{JsonValue, StudyFile, StudyHeader, StudyVisitor, TrialRow, TrialTable};
+use etrading_kernels::spec::{Distribution, ParamValue};
+use etrading_reports::study::{self as export, StudyBuilder, StudyExport};
 
-use etrading_reports::study::{Distribution, StudyBuilder, StudyExport, attr_number, python_json};
+/// Reads study `name` of the study file at `path`.
+pub fn read_study(path: &Path, name: &str) -> anyhow::Result<StudyExport> {
+    let mut columns = Columns {
+        builder: None,
+        distributions: HashMap::new(),
+    };
+    StudyFile::open(path)?.visit(name, &mut columns)?;
+    let Some(builder) = columns.builder else {
+        unreachable!("visit tells the header before anything else");
+    };
+    Ok(builder.finish())
+}
 
-/// The file of a `sqlite:///PATH` storage URL (`sqlite:////abs/path` for an absolute path).
-pub fn storage_path(url: &str) -> anyhow::Result<PathBuf> {
-    match url.strip_prefix("sqlite:///") {
-        Some(path) if !path.is_empty() => Ok(PathBuf::from(path)),
-        _ => bail!(
-            "--storage {url:?}: expected sqlite:///PATH (sqlite:////abs/path for an absolute path)"
-        ),
+/// The visitor: trials, params, objective values and numeric user attributes into columns.
+struct Columns {
+    builder: Option<StudyBuilder>,
+    /// Per param name, the last distribution seen and its reports twin (converted once).
+    distributions: HashMap<String, (Distribution, export::Distribution)>,
+}
+
+impl Columns {
+    fn builder(&mut self) -> &mut StudyBuilder {
+        self.builder
+            .as_mut()
+            .expect("visit tells the header before any row")
     }
 }
 
-/// Reads study `name` of the SQLite file at `path`.
-pub fn read_study(path: &Path, name: &str) -> anyhow::Result<StudyExport> {
-    if !path.is_file() {
-        bail!("study storage {} does not exist", path.display());
-    }
-    let db = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .with_context(|| format!("opening {}", path.display()))?;
-    let ctx = || format!("reading study {name:?} from {}", path.display());
-    let study_id: Option<i64> = db
-        .query_row(
-            "SELECT study_id FROM studies WHERE study_name = ?1",
-            [name],
-            |r| r.get(0),
+impl StudyVisitor for Columns {
+    type Error = anyhow::Error;
+
+    fn wants(&self, table: TrialTable) -> bool {
+        matches!(
+            table,
+            TrialTable::Params | TrialTable::Values | TrialTable::UserAttrs
         )
-        .map(Some)
-        .or_else(|e| match e {
-            rusqlite::Error::QueryReturnedNoRows => Ok(None),
-            e => Err(e),
-        })
-        .with_context(ctx)?;
-    let Some(study_id) = study_id else {
-        let mut names: Vec<String> = Vec::new();
-        let mut st = db
-            .prepare("SELECT study_name FROM studies ORDER BY study_id")
-            .with_context(ctx)?;
-        for n in st.query_map([], |r| r.get(0)).with_context(ctx)? {
-            names.push(n.with_context(ctx)?);
+    }
+
+    fn written_order(&self) -> bool {
+        // Cells are addressed by name: the order within a trial does not matter.
+        false
+    }
+
+    fn study(&mut self, header: StudyHeader) -> anyhow::Result<()> {
+        let directions = header
+            .directions
+            .iter()
+            .map(|d| d.as_str().to_string())
+            .collect();
+        let user_attrs = header
+            .user_attrs
+            .iter()
+            .map(|(k, v)| (k.clone(), strict_json(v)))
+            .collect::<BTreeMap<_, _>>();
+        self.builder = Some(StudyBuilder::new(&header.name, directions, user_attrs));
+        Ok(())
+    }
+
+    fn trial(&mut self, trial: &TrialRow<'_>) -> anyhow::Result<()> {
+        // Trials are told in order, so the builder's rows are the visitor's trial positions.
+        self.builder()
+            .trial(trial.number as u64, trial.state.as_str())?;
+        Ok(())
+    }
+
+    fn param(
+        &mut self,
+        trial: usize,
+        name: &str,
+        distribution: &Distribution,
+        internal: f64,
+    ) -> anyhow::Result<()> {
+        let known = matches!(self.distributions.get(name), Some((d, _)) if d == distribution);
+        if !known {
+            self.distributions.insert(
+                name.to_string(),
+                (distribution.clone(), report_distribution(distribution)),
+            );
         }
-        bail!(
-            "{} has no study named {name:?} (its studies: {})",
-            path.display(),
-            if names.is_empty() {
-                "none".to_string()
-            } else {
-                names.join(", ")
-            }
-        );
-    };
-
-    let mut directions: Vec<String> = Vec::new();
-    let mut st = db
-        .prepare("SELECT direction FROM study_directions WHERE study_id = ?1 ORDER BY objective")
-        .with_context(ctx)?;
-    for d in st
-        .query_map([study_id], |r| r.get::<_, String>(0))
-        .with_context(ctx)?
-    {
-        directions.push(d.with_context(ctx)?);
-    }
-    let mut user_attrs = BTreeMap::new();
-    let mut st = db
-        .prepare("SELECT key, value_json FROM study_user_attributes WHERE study_id = ?1")
-        .with_context(ctx)?;
-    for kv in st
-        .query_map([study_id], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })
-        .with_context(ctx)?
-    {
-        let (k, v) = kv.with_context(ctx)?;
-        let value = serde_json::from_str(&python_json(&v))
-            .with_context(|| format!("study user attribute {k:?}: value_json is not JSON: {v}"))?;
-        user_attrs.insert(k, value);
+        let twin = &self.distributions[name].1;
+        let builder = self
+            .builder
+            .as_mut()
+            .expect("visit tells the header before any row");
+        builder.param(trial, name, twin, internal)?;
+        Ok(())
     }
 
-    let mut b = StudyBuilder::new(name, directions, user_attrs);
-    let mut rows: HashMap<i64, usize> = HashMap::new();
-    let mut st = db
-        .prepare("SELECT trial_id, number, state FROM trials WHERE study_id = ?1 ORDER BY number")
-        .with_context(ctx)?;
-    let mut q = st.query([study_id]).with_context(ctx)?;
-    while let Some(r) = q.next().with_context(ctx)? {
-        let (id, number, state): (i64, i64, String) = (r.get(0)?, r.get(1)?, r.get(2)?);
-        let row = b.trial(number as u64, &state)?;
-        rows.insert(id, row);
+    fn value(&mut self, trial: usize, objective: usize, value: f64) -> anyhow::Result<()> {
+        self.builder().value(trial, objective, value);
+        Ok(())
     }
 
-    // Distributions repeat: parse each distinct text once per param.
-    let mut dists: HashMap<(String, String), Distribution> = HashMap::new();
-    let mut st = db
-        .prepare(
-            "SELECT p.trial_id, p.param_name, p.param_value, p.distribution_json \
-             FROM trial_params p JOIN trials t ON t.trial_id = p.trial_id WHERE t.study_id = ?1",
-        )
-        .with_context(ctx)?;
-    let mut q = st.query([study_id]).with_context(ctx)?;
-    while let Some(r) = q.next().with_context(ctx)? {
-        let (id, pname, value, dist): (i64, String, f64, String) =
-            (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
-        let Some(&row) = rows.get(&id) else { continue };
-        let key = (pname, dist);
-        if !dists.contains_key(&key) {
-            let d = Distribution::from_optuna_json(&key.1)
-                .map_err(|e| anyhow::anyhow!("param {:?} of trial_id {id}: {e}", key.0))?;
-            dists.insert(key.clone(), d);
-        }
-        b.param(row, &key.0, &dists[&key], value)?;
-    }
-
-    let mut st = db
-        .prepare(
-            "SELECT v.trial_id, v.objective, v.value, v.value_type \
-             FROM trial_values v JOIN trials t ON t.trial_id = v.trial_id WHERE t.study_id = ?1",
-        )
-        .with_context(ctx)?;
-    let mut q = st.query([study_id]).with_context(ctx)?;
-    while let Some(r) = q.next().with_context(ctx)? {
-        let (id, objective, value, kind): (i64, i64, Option<f64>, String) =
-            (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
-        let Some(&row) = rows.get(&id) else { continue };
-        let v = match (kind.as_str(), value) {
-            ("FINITE", Some(v)) => v,
-            ("INF_POS", _) => f64::INFINITY,
-            ("INF_NEG", _) => f64::NEG_INFINITY,
-            _ => bail!("trial_id {id}: objective {objective}: value {value:?} of type {kind:?}"),
+    fn user_attr(&mut self, trial: usize, key: &str, value: JsonValue) -> anyhow::Result<()> {
+        // Numbers (Python's NaN and infinities included) and booleans (1 or 0) are metrics;
+        // text and lists are not.
+        let x = match value {
+            JsonValue::Int(i) => i as f64,
+            JsonValue::Float(x) => x,
+            JsonValue::Bool(b) => f64::from(u8::from(b)),
+            _ => return Ok(()),
         };
-        b.value(row, objective as usize, v);
+        self.builder().metric(trial, key, x);
+        Ok(())
     }
+}
 
-    let mut st = db
-        .prepare(
-            "SELECT a.trial_id, a.key, a.value_json \
-             FROM trial_user_attributes a JOIN trials t ON t.trial_id = a.trial_id WHERE t.study_id = ?1",
-        )
-        .with_context(ctx)?;
-    let mut q = st.query([study_id]).with_context(ctx)?;
-    while let Some(r) = q.next().with_context(ctx)? {
-        let (id, key, value): (i64, String, String) = (r.get(0)?, r.get(1)?, r.get(2)?);
-        let Some(&row) = rows.get(&id) else { continue };
-        if let Some(x) = attr_number(&value) {
-            b.metric(row, &key, x);
-        }
+/// A distribution as the reports describe it.
+fn report_distribution(distribution: &Distribution) -> export::Distribution {
+    match distribution {
+        Distribution::Int {
+            low,
+            high,
+            step,
+            log,
+        } => export::Distribution::Int {
+            low: *low as f64,
+            high: *high as f64,
+            step: *step as f64,
+            log: *log,
+        },
+        Distribution::Float {
+            low,
+            high,
+            step,
+            log,
+        } => export::Distribution::Float {
+            low: *low,
+            high: *high,
+            step: *step,
+            log: *log,
+        },
+        Distribution::Categorical { choices } => export::Distribution::Categorical {
+            choices: choices
+                .iter()
+                .map(|c| match c {
+                    ParamValue::Int(i) => serde_json::Value::from(*i),
+                    ParamValue::Float(x) => strict_json(&JsonValue::Float(*x)),
+                    ParamValue::Bool(b) => serde_json::Value::Bool(*b),
+                    ParamValue::Str(s) => serde_json::Value::String(s.clone()),
+                })
+                .collect(),
+        },
     }
-    Ok(b.finish())
+}
+
+/// Python's JSON made strict as the reports write it (`export::python_json`): `Infinity` and
+/// `-Infinity` become the strings `"inf"` and `"-inf"`, `NaN` becomes `null`.
+fn strict_json(value: &JsonValue) -> serde_json::Value {
+    match value {
+        JsonValue::Float(x) if x.is_nan() => serde_json::Value::Null,
+        JsonValue::Float(x) if x.is_infinite() => {
+            serde_json::Value::String(if *x > 0.0 { "inf" } else { "-inf" }.to_string())
+        }
+        JsonValue::Array(items) => items.iter().map(strict_json).collect(),
+        JsonValue::Object(members) => serde_json::Value::Object(
+            members
+                .iter()
+                .map(|(k, v)| (k.clone(), strict_json(v)))
+                .collect(),
+        ),
+        other => other.to_serde(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
+    use rusqlite::Connection;
+
     use super::*;
 
     /// A study in Optuna's schema: two trials of `hand` (one COMPLETE with a categorical, an
     /// infinite value and Python-JSON attributes, one FAIL), and a second study whose trial
-    /// must not leak in.
+    /// must not leak in. Its trial ids run against its numbers (trial 0 is `trial_id` 4), as
+    /// in a file where processes interleave.
     fn hand_made(dir: &Path) -> PathBuf {
         let path = dir.join("s.db");
         let db = Connection::open(&path).unwrap();
@@ -171,19 +194,25 @@ mod tests {
             .unwrap();
         db.execute_batch(
             r#"
+            INSERT INTO version_info VALUES (1, 12, '5.0.0');
+            INSERT INTO alembic_version VALUES ('v3.2.0.a');
             INSERT INTO studies VALUES (1, 'hand'), (2, 'other');
             INSERT INTO study_directions VALUES (1, 'MINIMIZE', 1, 0), (2, 'MAXIMIZE', 2, 0);
-            INSERT INTO study_user_attributes VALUES (1, 1, 'spec_file', '"examples/rsi_ema.toml"');
-            INSERT INTO trials VALUES (1, 0, 1, 'COMPLETE', NULL, NULL), (2, 1, 1, 'FAIL', NULL, NULL),
+            INSERT INTO study_user_attributes VALUES (1, 1, 'spec_file', '"examples/rsi_ema.toml"'),
+              (2, 1, 'bounds', '[0.5, Infinity, -Infinity, NaN]');
+            INSERT INTO trials VALUES (4, 0, 1, 'COMPLETE', NULL, NULL), (2, 1, 1, 'FAIL', NULL, NULL),
                                       (3, 0, 2, 'COMPLETE', NULL, NULL);
             INSERT INTO trial_params VALUES
-              (1, 1, 'side', 1.0, '{"name": "CategoricalDistribution", "attributes": {"choices": ["long", "short"]}}'),
-              (2, 1, 'leverage', 3.0, '{"name": "IntDistribution", "attributes": {"log": false, "step": 1, "low": 1, "high": 5}}'),
+              (1, 4, 'side', 1.0, '{"name": "CategoricalDistribution", "attributes": {"choices": ["long", "short"]}}'),
+              (2, 4, 'leverage', 3.0, '{"name": "IntDistribution", "attributes": {"log": false, "step": 1, "low": 1, "high": 5}}'),
               (3, 2, 'leverage', 5.0, '{"name": "IntDistribution", "attributes": {"log": false, "step": 1, "low": 1, "high": 5}}'),
-              (4, 3, 'leverage', 1.0, '{"name": "IntDistribution", "attributes": {"log": false, "step": 1, "low": 1, "high": 5}}');
-            INSERT INTO trial_values VALUES (1, 1, 0, NULL, 'INF_NEG'), (2, 3, 0, 9.0, 'FINITE');
-            INSERT INTO trial_user_attributes VALUES (1, 1, 'sharpe', '1.25'), (2, 1, 'tail', '[1.0, Infinity]'),
-              (3, 1, 'oos_0_sharpe', 'NaN'), (4, 1, 'is_0_sharpe', 'Infinity');
+              (4, 3, 'leverage', 1.0, '{"name": "IntDistribution", "attributes": {"log": false, "step": 1, "low": 1, "high": 5}}'),
+              (5, 4, 'stop', 0.5, '{"name": "FloatDistribution", "attributes": {"step": null, "low": 0.25, "high": 1.0, "log": false}}'),
+              (6, 2, 'frac', 2.0, '{"name": "CategoricalDistribution", "attributes": {"choices": [0.5, 1, Infinity]}}');
+            INSERT INTO trial_values VALUES (1, 4, 0, NULL, 'INF_NEG'), (2, 3, 0, 9.0, 'FINITE');
+            INSERT INTO trial_user_attributes VALUES (1, 4, 'sharpe', '1.25'), (2, 4, 'tail', '[1.0, Infinity]'),
+              (3, 4, 'oos_0_sharpe', 'NaN'), (4, 4, 'is_0_sharpe', 'Infinity'), (5, 2, 'liquidated', 'true'),
+              (6, 2, 'data_hash', '"abc"'), (7, 3, 'sharpe', '7.0');
             "#,
         )
         .unwrap();
@@ -199,23 +228,57 @@ mod tests {
         assert_eq!(e.state, vec![2, 4]);
         assert_eq!(e.directions, vec!["MINIMIZE"]);
         assert_eq!(e.user_attrs["spec_file"], "examples/rsi_ema.toml");
+        assert_eq!(
+            serde_json::Value::Object(e.user_attrs.clone().into_iter().collect()),
+            serde_json::json!({"bounds": [0.5, "inf", "-inf", null], "spec_file": "examples/rsi_ema.toml"})
+        );
         let names: Vec<&str> = e.params.iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(names, ["leverage", "side"]);
+        assert_eq!(names, ["frac", "leverage", "side", "stop"]);
+        assert_eq!(
+            e.params[0].distribution,
+            export::Distribution::Categorical {
+                choices: vec![0.5.into(), 1.into(), "inf".into()]
+            }
+        );
+        assert_eq!(
+            e.params[1].distribution,
+            export::Distribution::Int {
+                low: 1.0,
+                high: 5.0,
+                step: 1.0,
+                log: false
+            }
+        );
+        assert_eq!(
+            e.params[3].distribution,
+            export::Distribution::Float {
+                low: 0.25,
+                high: 1.0,
+                step: None,
+                log: false
+            }
+        );
         assert_eq!(e.values[0].values[0].0, f64::NEG_INFINITY);
         assert!(e.values[0].values[1].0.is_nan());
         let metrics: Vec<&str> = e.metrics.iter().map(|m| m.name.as_str()).collect();
-        assert_eq!(metrics, ["is_0_sharpe", "oos_0_sharpe", "sharpe"]);
+        assert_eq!(
+            metrics,
+            ["is_0_sharpe", "liquidated", "oos_0_sharpe", "sharpe"]
+        );
         assert_eq!(
             e.param_texts(0),
             vec![
                 ("leverage".into(), "3".into()),
-                ("side".into(), "short".into())
+                ("side".into(), "short".into()),
+                ("stop".into(), "0.5".into())
             ]
         );
         assert_eq!(
             e.metrics_of(0),
             vec![("is_0_sharpe", f64::INFINITY), ("sharpe", 1.25)]
         );
+        // Booleans are metrics (1 or 0); text is not.
+        assert_eq!(e.metrics_of(1), vec![("liquidated", 1.0)]);
     }
 
     #[test]
@@ -224,12 +287,12 @@ mod tests {
         let path = hand_made(dir.path());
         let e = read_study(&path, "nope").unwrap_err().to_string();
         assert!(
-            e.contains("no study named \"nope\" (its studies: hand, other)"),
+            e.contains("no study named \"nope\" (studies: \"hand\", \"other\")"),
             "{e}"
         );
         let e = read_study(&dir.path().join("missing.db"), "hand")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("missing.db does not exist"), "{e}");
+        assert!(e.contains("missing.db: no such study file"), "{e}");
     }
 }

@@ -1,91 +1,17 @@
-//! The trial to promote: read from a study file in Optuna's SQLite schema, checked for the
-//! refusals of docs/PROMOTION.md, and its stored metrics compared with a re-run.
-//!
-//! This reads Optuna's tables directly (`studies`, `study_directions`, `trials`,
-//! `trial_params`, `trial_values`, `trial_user_attributes`, `study_user_attributes`,
-//! `study_system_attributes`; ../shared/optuna-schema/SCHEMA.md) with its encodings: params in
-//! their internal representation (a categorical is an index into the choices of its
-//! `distribution_json`), infinite objective values as NULL plus `value_type`, attribute JSON
-//! written by Python's `json.dumps` (bare `NaN`, `Infinity`, `-Infinity`). It opens the file
-//! read-only and never writes.
+//! The trial to promote: read from a study file through [`StudyFile`] (the one reader of
+//! Optuna's tables, with its decoding of params, values and Python-JSON attributes), checked
+//! for the refusals of docs/PROMOTION.md, and its stored metrics compared with a re-run. The
+//! file is opened read-only and never written.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde_json::Value;
 
-/// A study file that cannot be read as an Optuna study.
-#[derive(Debug, thiserror::Error)]
-pub enum StudyReadError {
-    /// SQLite failed (not a database, missing table, locked).
-    #[error("{path}: {message}")]
-    Sqlite {
-        /// The file.
-        path: PathBuf,
-        /// What failed.
-        message: String,
-    },
-    /// No study by that name.
-    #[error("{path}: no study named {name:?} (studies in the file: {available})")]
-    NoStudy {
-        /// The file.
-        path: PathBuf,
-        /// Name asked for.
-        name: String,
-        /// Names present.
-        available: String,
-    },
-    /// A row holds something Optuna would not write.
-    #[error("{path}: trial id {trial_id}: {message}")]
-    BadRow {
-        /// The file.
-        path: PathBuf,
-        /// The trial.
-        trial_id: i64,
-        /// What is wrong.
-        message: String,
-    },
-}
+use etrading_kernels::spec::ParamValue;
 
-/// A trial's state, as Optuna names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TrialState {
-    /// Finished with values.
-    Complete,
-    /// Stopped by a pruner or a filter.
-    Pruned,
-    /// Raised or returned NaN.
-    Fail,
-    /// Still running (or abandoned).
-    Running,
-    /// Enqueued, not started.
-    Waiting,
-}
-
-impl TrialState {
-    fn parse(text: &str) -> Option<TrialState> {
-        Some(match text {
-            "COMPLETE" => TrialState::Complete,
-            "PRUNED" => TrialState::Pruned,
-            "FAIL" => TrialState::Fail,
-            "RUNNING" => TrialState::Running,
-            "WAITING" => TrialState::Waiting,
-            _ => return None,
-        })
-    }
-
-    /// Optuna's name (`COMPLETE`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TrialState::Complete => "COMPLETE",
-            TrialState::Pruned => "PRUNED",
-            TrialState::Fail => "FAIL",
-            TrialState::Running => "RUNNING",
-            TrialState::Waiting => "WAITING",
-        }
-    }
-}
+use crate::study::{Direction, JsonValue, StudyError, StudyFile, TrialState};
 
 /// A study: its id, objectives and attributes.
 #[derive(Clone, Debug, PartialEq)]
@@ -96,13 +22,13 @@ pub struct StudyInfo {
     pub study_id: i64,
     /// `studies.study_name`.
     pub study_name: String,
-    /// `true` per objective to maximise, in objective order.
-    pub maximize: Vec<bool>,
+    /// One per objective, in objective order.
+    pub directions: Vec<Direction>,
     /// Objective names: Optuna's `study:metric_names` system attribute, else the study's
     /// `objective` user attribute, else `objective 0`, `objective 1`, ...
     pub objective_names: Vec<String>,
     /// Study user attributes.
-    pub user_attrs: BTreeMap<String, Value>,
+    pub user_attrs: Arc<BTreeMap<String, JsonValue>>,
 }
 
 /// One trial of a study, everything promotion needs from it.
@@ -118,15 +44,18 @@ pub struct PromotionCandidate {
     pub trial_number: i64,
     /// State.
     pub state: TrialState,
-    /// Params in their external representation (`{"rsi_window": 14, "side": "long"}`).
-    pub params: BTreeMap<String, Value>,
+    /// Params in their external representation (`rsi_window = 14`, `side = "long"`).
+    pub params: BTreeMap<String, ParamValue>,
     /// Objective values in objective order (infinite values as infinities), empty when none.
     pub values: Vec<f64>,
     /// Name of objective 0.
     pub objective_name: String,
-    /// Trial user attributes, then the study's for keys the trial lacks (metrics,
-    /// `data_hash`, `engine_version`, `talib_version`, `pruned_reason`, window scores).
-    pub attrs: BTreeMap<String, Value>,
+    /// Trial user attributes (metrics, `data_hash`, `engine_version`, `talib_version`,
+    /// `pruned_reason`, window scores).
+    pub trial_attrs: BTreeMap<String, JsonValue>,
+    /// The study's user attributes, shared by its candidates: they stand in for keys the
+    /// trial lacks.
+    pub study_attrs: Arc<BTreeMap<String, JsonValue>>,
 }
 
 impl PromotionCandidate {
@@ -135,14 +64,32 @@ impl PromotionCandidate {
         self.values.first().copied()
     }
 
-    /// An attribute as a number (`Infinity`, `NaN` understood).
+    /// Attribute `key`: the trial's, else the study's.
+    pub fn attr(&self, key: &str) -> Option<&JsonValue> {
+        self.trial_attrs
+            .get(key)
+            .or_else(|| self.study_attrs.get(key))
+    }
+
+    /// Every attribute by key: the trial's, then the study's for keys the trial lacks.
+    pub fn attrs(&self) -> BTreeMap<&str, &JsonValue> {
+        let mut all: BTreeMap<&str, &JsonValue> = self
+            .study_attrs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v))
+            .collect();
+        all.extend(self.trial_attrs.iter().map(|(k, v)| (k.as_str(), v)));
+        all
+    }
+
+    /// An attribute as a number (Python's `Infinity`, `NaN` understood).
     pub fn number(&self, key: &str) -> Option<f64> {
-        self.attrs.get(key).and_then(attr_f64)
+        self.attr(key).and_then(JsonValue::as_f64)
     }
 
     /// An attribute as text.
     pub fn text(&self, key: &str) -> Option<&str> {
-        self.attrs.get(key).and_then(Value::as_str)
+        self.attr(key).and_then(JsonValue::as_str)
     }
 
     /// Why the trial was pruned, as stored (`pruned_reason`, else `prune_reason`).
@@ -156,15 +103,16 @@ impl PromotionCandidate {
     /// and `oos_<k>_n_trades`, the largest drawdown and the total trades (APR and Calmar need
     /// the windows' durations, which the windows' attributes do not carry: absent then).
     pub fn oos(&self) -> crate::pg::OosMetrics {
+        let attrs = self.attrs();
         let windows = |suffix: &str| -> Vec<f64> {
-            self.attrs
+            attrs
                 .iter()
                 .filter(|(k, _)| {
                     k.strip_prefix("oos_")
                         .and_then(|rest| rest.split_once('_'))
                         .is_some_and(|(index, key)| index.parse::<u32>().is_ok() && key == suffix)
                 })
-                .filter_map(|(_, v)| attr_f64(v))
+                .filter_map(|(_, v)| v.as_f64())
                 .collect()
         };
         let drawdowns = windows("max_drawdown");
@@ -182,14 +130,40 @@ impl PromotionCandidate {
         }
     }
 
-    /// The stored metrics: every attribute that is a number.
+    /// The stored metrics: every attribute that is a number, as JSON (the non-finite ones as
+    /// the strings `"NaN"`, `"Infinity"`, `"-Infinity"`, which strict JSON cannot hold).
     pub fn metrics(&self) -> BTreeMap<String, Value> {
-        self.attrs
-            .iter()
-            .filter(|(_, v)| attr_f64(v).is_some())
-            .map(|(k, v)| (k.clone(), v.clone()))
+        self.attrs()
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let json = match *v {
+                    JsonValue::Int(i) => Value::from(i),
+                    JsonValue::Float(x) => number_json(x),
+                    _ => return None,
+                };
+                Some((k.to_string(), json))
+            })
             .collect()
     }
+}
+
+/// A number as JSON: finite as a number, else Python's token as a string.
+pub fn number_json(x: f64) -> Value {
+    serde_json::Number::from_f64(x).map_or_else(
+        || {
+            Value::String(
+                if x.is_nan() {
+                    "NaN"
+                } else if x > 0.0 {
+                    "Infinity"
+                } else {
+                    "-Infinity"
+                }
+                .to_string(),
+            )
+        },
+        Value::Number,
+    )
 }
 
 /// Why a trial is not promoted.
@@ -338,14 +312,13 @@ pub fn best_eligible<'a>(
     candidates: &'a [PromotionCandidate],
     policy: &Policy,
 ) -> Result<&'a PromotionCandidate, String> {
-    if study.maximize.len() != 1 {
+    let [direction] = study.directions[..] else {
         return Err(format!(
             "study {:?} has {} objectives; name the trial to promote with --trial N",
             study.study_name,
-            study.maximize.len()
+            study.directions.len()
         ));
-    }
-    let maximize = study.maximize[0];
+    };
     let mut best: Option<&PromotionCandidate> = None;
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for c in candidates {
@@ -357,13 +330,7 @@ pub fn best_eligible<'a>(
         let v = c.objective_value().unwrap_or(f64::NAN);
         let better = match best.and_then(PromotionCandidate::objective_value) {
             None => true,
-            Some(b) => {
-                if maximize {
-                    v > b
-                } else {
-                    v < b
-                }
-            }
+            Some(b) => direction.better(v, b),
         };
         if better {
             best = Some(c);
@@ -481,292 +448,60 @@ pub fn compare_metrics(
     Ok((compared, mismatches))
 }
 
-/// A number from attribute JSON: a JSON number, or Python's `NaN` / `Infinity` tokens.
-pub fn attr_f64(v: &Value) -> Option<f64> {
-    match v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => match s.as_str() {
-            PY_NAN => Some(f64::NAN),
-            PY_INF => Some(f64::INFINITY),
-            PY_NEG_INF => Some(f64::NEG_INFINITY),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-const PY_NAN: &str = "NaN";
-const PY_INF: &str = "Infinity";
-const PY_NEG_INF: &str = "-Infinity";
-
-/// Parses JSON written by Python's `json.dumps` (which writes bare `NaN`, `Infinity`,
-/// `-Infinity`): those tokens outside strings become the strings `"NaN"`, `"Infinity"`,
-/// `"-Infinity"` ([`attr_f64`] reads them back as numbers).
-pub fn parse_python_json(text: &str) -> Result<Value, serde_json::Error> {
-    let mut out = String::with_capacity(text.len() + 8);
-    let mut in_string = false;
-    let mut escaped = false;
-    let mut rest = text;
-    while let Some(ch) = rest.chars().next() {
-        if in_string {
-            out.push(ch);
-            if escaped {
-                escaped = false;
-            } else if ch == '\\' {
-                escaped = true;
-            } else if ch == '"' {
-                in_string = false;
-            }
-            rest = &rest[ch.len_utf8()..];
-            continue;
-        }
-        if ch == '"' {
-            in_string = true;
-            out.push(ch);
-            rest = &rest[1..];
-            continue;
-        }
-        let token = [PY_NEG_INF, PY_INF, PY_NAN]
-            .into_iter()
-            .find(|t| rest.starts_with(t));
-        if let Some(t) = token {
-            out.push('"');
-            out.push_str(t);
-            out.push('"');
-            rest = &rest[t.len()..];
-        } else {
-            out.push(ch);
-            rest = &rest[ch.len_utf8()..];
-        }
-    }
-    serde_json::from_str(&out)
-}
-
 /// Reads study `name` and all its trials from the Optuna SQLite file at `path`.
 pub fn read_study(
     path: &Path,
     name: &str,
-) -> Result<(StudyInfo, Vec<PromotionCandidate>), StudyReadError> {
-    let sqlite = |e: rusqlite::Error| StudyReadError::Sqlite {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    };
-    if !path.is_file() {
-        return Err(StudyReadError::Sqlite {
-            path: path.to_path_buf(),
-            message: "no such study file".into(),
-        });
-    }
-    let db = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sqlite)?;
-    db.busy_timeout(std::time::Duration::from_secs(10))
-        .map_err(sqlite)?;
-    let study_id: Option<i64> = db
-        .query_row(
-            "SELECT study_id FROM studies WHERE study_name = ?1",
-            [name],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(sqlite)?;
-    let Some(study_id) = study_id else {
-        let mut stmt = db
-            .prepare("SELECT study_name FROM studies ORDER BY study_id")
-            .map_err(sqlite)?;
-        let names: Vec<String> = stmt
-            .query_map([], |r| r.get(0))
-            .map_err(sqlite)?
-            .collect::<Result<_, _>>()
-            .map_err(sqlite)?;
-        return Err(StudyReadError::NoStudy {
-            path: path.to_path_buf(),
-            name: name.to_string(),
-            available: if names.is_empty() {
-                "none".into()
-            } else {
-                names.join(", ")
-            },
-        });
-    };
-    let bad = |trial_id: i64, message: String| StudyReadError::BadRow {
-        path: path.to_path_buf(),
-        trial_id,
-        message,
-    };
-
-    let mut stmt = db
-        .prepare("SELECT direction FROM study_directions WHERE study_id = ?1 ORDER BY objective")
-        .map_err(sqlite)?;
-    let maximize: Vec<bool> = stmt
-        .query_map([study_id], |r| r.get::<_, String>(0))
-        .map_err(sqlite)?
-        .map(|d| d.map(|d| d == "MAXIMIZE"))
-        .collect::<Result<_, _>>()
-        .map_err(sqlite)?;
-
-    let attrs = |sql: &str, id: i64| -> Result<BTreeMap<String, Value>, StudyReadError> {
-        let mut stmt = db.prepare(sql).map_err(sqlite)?;
-        let rows: Vec<(String, String)> = stmt
-            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(sqlite)?
-            .collect::<Result<_, _>>()
-            .map_err(sqlite)?;
-        rows.into_iter()
-            .map(|(k, v)| {
-                parse_python_json(&v)
-                    .map(|j| (k.clone(), j))
-                    .map_err(|e| bad(id, format!("attribute {k:?}: {e} in {v:?}")))
-            })
-            .collect()
-    };
-    let study_attrs = attrs(
-        "SELECT key, value_json FROM study_user_attributes WHERE study_id = ?1",
-        study_id,
-    )?;
-    let system_attrs = attrs(
-        "SELECT key, value_json FROM study_system_attributes WHERE study_id = ?1",
-        study_id,
-    )?;
-    let objective_names: Vec<String> = (0..maximize.len())
+) -> Result<(StudyInfo, Vec<PromotionCandidate>), StudyError> {
+    let study = StudyFile::open(path)?.load(name)?;
+    let study_attrs: Arc<BTreeMap<String, JsonValue>> =
+        Arc::new(study.user_attrs.iter().cloned().collect());
+    let metric_names = study
+        .system_attrs
+        .iter()
+        .find(|(k, _)| k == "study:metric_names");
+    let objective_names: Vec<String> = (0..study.directions.len())
         .map(|i| {
-            system_attrs
-                .get("study:metric_names")
-                .and_then(|v| v.get(i))
-                .and_then(Value::as_str)
-                .map(str::to_string)
+            let listed = match metric_names {
+                Some((_, JsonValue::Array(names))) => names.get(i).and_then(JsonValue::as_str),
+                _ => None,
+            };
+            listed
                 .or_else(|| {
                     (i == 0)
-                        .then(|| study_attrs.get("objective").and_then(Value::as_str))
+                        .then(|| study_attrs.get("objective").and_then(JsonValue::as_str))
                         .flatten()
-                        .map(str::to_string)
                 })
-                .unwrap_or_else(|| format!("objective {i}"))
+                .map_or_else(|| format!("objective {i}"), str::to_string)
         })
         .collect();
-    let study = StudyInfo {
+    let objective_name = objective_names
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "objective 0".into());
+    let candidates = study
+        .trials
+        .into_iter()
+        .map(|t| PromotionCandidate {
+            study_name: study.name.clone(),
+            study_id: study.study_id,
+            trial_id: t.trial_id,
+            trial_number: t.number,
+            state: t.state,
+            params: t.params.into_iter().map(|p| (p.name, p.value)).collect(),
+            values: t.values,
+            objective_name: objective_name.clone(),
+            trial_attrs: t.user_attrs.into_iter().collect(),
+            study_attrs: Arc::clone(&study_attrs),
+        })
+        .collect();
+    let info = StudyInfo {
         path: path.to_path_buf(),
-        study_id,
-        study_name: name.to_string(),
-        maximize,
+        study_id: study.study_id,
+        study_name: study.name,
+        directions: study.directions,
         objective_names,
         user_attrs: study_attrs,
     };
-
-    let mut stmt = db
-        .prepare("SELECT trial_id, number, state FROM trials WHERE study_id = ?1 ORDER BY number")
-        .map_err(sqlite)?;
-    let trials: Vec<(i64, i64, String)> = stmt
-        .query_map([study_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .map_err(sqlite)?
-        .collect::<Result<_, _>>()
-        .map_err(sqlite)?;
-    let mut params_stmt = db
-        .prepare(
-            "SELECT param_name, param_value, distribution_json FROM trial_params \
-             WHERE trial_id = ?1 ORDER BY param_id",
-        )
-        .map_err(sqlite)?;
-    let mut values_stmt = db
-        .prepare(
-            "SELECT objective, value, value_type FROM trial_values WHERE trial_id = ?1 \
-             ORDER BY objective",
-        )
-        .map_err(sqlite)?;
-    let mut candidates = Vec::with_capacity(trials.len());
-    for (trial_id, number, state_text) in trials {
-        let state = TrialState::parse(&state_text)
-            .ok_or_else(|| bad(trial_id, format!("unknown state {state_text:?}")))?;
-        let raw: Vec<(String, f64, String)> = params_stmt
-            .query_map([trial_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .map_err(sqlite)?
-            .collect::<Result<_, _>>()
-            .map_err(sqlite)?;
-        let mut params = BTreeMap::new();
-        for (pname, internal, dist) in raw {
-            let value = external_value(internal, &dist)
-                .map_err(|m| bad(trial_id, format!("param {pname:?}: {m}")))?;
-            params.insert(pname, value);
-        }
-        let raw: Vec<(i64, Option<f64>, String)> = values_stmt
-            .query_map([trial_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .map_err(sqlite)?
-            .collect::<Result<_, _>>()
-            .map_err(sqlite)?;
-        let mut values = Vec::with_capacity(raw.len());
-        for (objective, value, kind) in raw {
-            if objective != values.len() as i64 {
-                return Err(bad(trial_id, format!("objective {objective} out of order")));
-            }
-            values.push(match (kind.as_str(), value) {
-                ("FINITE", Some(v)) => v,
-                ("INF_POS", _) => f64::INFINITY,
-                ("INF_NEG", _) => f64::NEG_INFINITY,
-                _ => {
-                    return Err(bad(
-                        trial_id,
-                        format!("value_type {kind:?} with value {value:?}"),
-                    ));
-                }
-            });
-        }
-        let mut trial_attrs = attrs(
-            "SELECT key, value_json FROM trial_user_attributes WHERE trial_id = ?1",
-            trial_id,
-        )?;
-        for (k, v) in &study.user_attrs {
-            trial_attrs.entry(k.clone()).or_insert_with(|| v.clone());
-        }
-        candidates.push(PromotionCandidate {
-            study_name: study.study_name.clone(),
-            study_id,
-            trial_id,
-            trial_number: number,
-            state,
-            params,
-            values,
-            objective_name: study
-                .objective_names
-                .first()
-                .cloned()
-                .unwrap_or_else(|| "objective 0".into()),
-            attrs: trial_attrs,
-        });
-    }
-    Ok((study, candidates))
-}
-
-/// A param's external value from its internal one and `distribution_json`.
-fn external_value(internal: f64, distribution: &str) -> Result<Value, String> {
-    let d: Value = parse_python_json(distribution)
-        .map_err(|e| format!("distribution_json {distribution:?}: {e}"))?;
-    let name = d.get("name").and_then(Value::as_str).unwrap_or_default();
-    match name {
-        "IntDistribution" | "IntUniformDistribution" | "IntLogUniformDistribution" => {
-            if internal.fract() != 0.0 || !internal.is_finite() {
-                return Err(format!("int param stored as {internal}"));
-            }
-            Ok(Value::from(internal as i64))
-        }
-        "FloatDistribution"
-        | "UniformDistribution"
-        | "LogUniformDistribution"
-        | "DiscreteUniformDistribution" => serde_json::Number::from_f64(internal)
-            .map(Value::Number)
-            .ok_or_else(|| format!("float param stored as {internal}")),
-        "CategoricalDistribution" => {
-            let choices = d
-                .get("attributes")
-                .and_then(|a| a.get("choices"))
-                .and_then(Value::as_array)
-                .ok_or_else(|| format!("categorical without choices: {distribution}"))?;
-            let index = internal as usize;
-            if internal.fract() != 0.0 || internal < 0.0 || index >= choices.len() {
-                return Err(format!(
-                    "choice index {internal} outside its {} choices",
-                    choices.len()
-                ));
-            }
-            Ok(choices[index].clone())
-        }
-        other => Err(format!("unknown distribution {other:?}")),
-    }
+    Ok((info, candidates))
 }

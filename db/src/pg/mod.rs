@@ -10,8 +10,9 @@
 //! - [`connect`]: a client from a URL or `key=value` string; errors name the server and the
 //!   role, never the password.
 //! - [`migrate`]: the versioned migrations under `db/migrations/`, applied idempotently.
-//! - [`candidate`]: the trial to promote, read from an Optuna study file, its refusals and the
-//!   comparison of its stored metrics with a re-run.
+//! - [`candidate`]: the trial to promote, read from an Optuna study file through
+//!   [`crate::study::StudyFile`], its refusals and the comparison of its stored metrics with a
+//!   re-run.
 //! - [`store`]: promote, roll back, list.
 
 pub mod candidate;
@@ -24,9 +25,10 @@ use std::time::Duration;
 use tokio_postgres::config::Host;
 use tokio_postgres::{Client, Config, NoTls};
 
+pub use crate::study::TrialState;
 pub use candidate::{
-    MetricMismatch, Policy, PromotionCandidate, Refusal, StudyInfo, StudyReadError, Tolerance,
-    TrialState, best_eligible, compare_metrics, read_study, refusals,
+    MetricMismatch, Policy, PromotionCandidate, Refusal, StudyInfo, Tolerance, best_eligible,
+    compare_metrics, number_json, read_study, refusals,
 };
 pub use migrate::{MIGRATIONS, Migration, MigrationReport, migrate};
 pub use store::{

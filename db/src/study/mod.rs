@@ -3,7 +3,11 @@
 //! optuna-dashboard open our files as their own, and we read and continue theirs.
 //!
 //! - [`StudyFile`] reads: the studies of a file, one study's trials with their params (and
-//!   distributions), values, states, user and system attributes.
+//!   distributions), values, states, user and system attributes ([`StudyFile::load`]), or the
+//!   same rows streamed table by table into a [`StudyVisitor`] ([`StudyFile::visit`]: a
+//!   million trials cost what the visitor keeps of them). It is the only code that reads
+//!   Optuna's tables: `etrading study`, resume, promotion (`pg::candidate`) and the report's
+//!   columnar export all go through it.
 //! - [`StudyWriter`] writes through one thread that owns the connection and batches what it
 //!   is sent into transactions (`BEGIN IMMEDIATE`, so several processes can write the same
 //!   file: each transaction allocates its trial numbers under the write lock).
@@ -15,6 +19,7 @@ mod distribution;
 mod pyjson;
 mod read;
 mod schema;
+mod visit;
 mod write;
 
 use std::path::{Path, PathBuf};
@@ -26,6 +31,7 @@ pub use distribution::{
 pub use pyjson::{JsonValue, python_float};
 pub use read::{Study, StudyFile, StudySummary, Trial, TrialParam};
 pub use schema::{ALEMBIC_VERSION, LIBRARY_VERSION, SCHEMA_VERSION};
+pub use visit::{StudyHeader, StudyVisitor, TrialRow, TrialTable};
 pub use write::{
     NewTrial, OpenMode, OpenReport, StudyOptions, StudyWriter, TrialHandle, TrialOutcome,
     TrialRecord, WriterStats,
@@ -171,6 +177,8 @@ pub enum StudyError {
     },
     #[error("storage {url:?}: {message}")]
     Url { url: String, message: String },
+    #[error("{path}: no such study file")]
+    NoFile { path: String },
     #[error("{path}: the study writer stopped: {message}")]
     WriterStopped { path: String, message: String },
 }

@@ -1,23 +1,24 @@
 //! Reading study files: the list of studies, and one study with every trial's params (with
 //! their distributions), values, intermediate values, states and attributes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::Connection;
 
 use etrading_kernels::spec::{Distribution, ParamValue};
 
-use super::distribution::{external_value, parse_distribution};
+use super::distribution::external_value;
 use super::pyjson::JsonValue;
 use super::schema::{open_for_reading, sqlite_error};
+use super::visit::{StudyHeader, StudyVisitor, TrialRow, TrialTable, find};
 use super::{Direction, StudyError, TrialState, display};
 
 /// A study file opened for reading.
 #[derive(Debug)]
 pub struct StudyFile {
-    conn: Connection,
-    path: PathBuf,
+    pub(super) conn: Connection,
+    pub(super) path: PathBuf,
 }
 
 /// One line of `etrading study list`.
@@ -70,17 +71,11 @@ impl Trial {
     }
 
     pub fn user_attr(&self, key: &str) -> Option<&JsonValue> {
-        self.user_attrs
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v)
+        find(&self.user_attrs, key)
     }
 
     pub fn system_attr(&self, key: &str) -> Option<&JsonValue> {
-        self.system_attrs
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v)
+        find(&self.system_attrs, key)
     }
 
     /// The first objective's value.
@@ -121,10 +116,7 @@ impl Study {
     }
 
     pub fn user_attr(&self, key: &str) -> Option<&JsonValue> {
-        self.user_attrs
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v)
+        find(&self.user_attrs, key)
     }
 
     /// Trials per state.
@@ -221,7 +213,11 @@ impl StudyFile {
         Ok(out)
     }
 
-    fn directions(&self, study_id: i64, name: &str) -> Result<Vec<Direction>, StudyError> {
+    pub(super) fn directions(
+        &self,
+        study_id: i64,
+        name: &str,
+    ) -> Result<Vec<Direction>, StudyError> {
         let err = sqlite_error(&self.path);
         let mut stmt = self
             .conn
@@ -246,7 +242,7 @@ impl StudyFile {
             .collect()
     }
 
-    fn attrs(
+    pub(super) fn attrs(
         &self,
         sql: &str,
         id: i64,
@@ -272,229 +268,129 @@ impl StudyFile {
             .collect()
     }
 
-    /// The study called `name` with all its trials.
+    /// The study called `name` with all its trials (every row of every trial table, through
+    /// [`StudyFile::visit`]).
     pub fn load(&self, name: &str) -> Result<Study, StudyError> {
-        let err = sqlite_error(&self.path);
-        let study_id: Option<i64> = self
-            .conn
-            .query_row(
-                "SELECT study_id FROM studies WHERE study_name = ?1",
-                [name],
-                |row| row.get(0),
-            )
-            .optional()
-            .map_err(&err)?;
-        let Some(study_id) = study_id else {
-            let available = self
-                .studies()?
-                .into_iter()
-                .map(|s| format!("{:?}", s.name))
-                .collect::<Vec<_>>();
-            return Err(StudyError::NoStudy {
-                path: display(&self.path),
-                name: name.to_string(),
-                available: if available.is_empty() {
-                    "none".to_string()
-                } else {
-                    available.join(", ")
-                },
-            });
+        let mut collect = Collect {
+            path: &self.path,
+            header: None,
+            trials: Vec::new(),
         };
-        let bad = |number: i64, message: String| StudyError::BadTrial {
-            path: display(&self.path),
-            study: name.to_string(),
-            number,
-            message,
+        self.visit(name, &mut collect)?;
+        let Some(header) = collect.header else {
+            unreachable!("visit tells the header before anything else");
         };
-        let mut trials: Vec<Trial> = Vec::new();
-        let mut index: HashMap<i64, usize> = HashMap::new();
-        {
-            let mut stmt = self
-                .conn
-                .prepare(
-                    "SELECT trial_id, number, state, datetime_start, datetime_complete \
-                     FROM trials WHERE study_id = ?1 ORDER BY number, trial_id",
-                )
-                .map_err(&err)?;
-            let mut rows = stmt.query([study_id]).map_err(&err)?;
-            while let Some(row) = rows.next().map_err(&err)? {
-                let trial_id: i64 = row.get(0).map_err(&err)?;
-                let number: i64 = row.get::<_, Option<i64>>(1).map_err(&err)?.unwrap_or(-1);
-                let state_text: String = row.get(2).map_err(&err)?;
-                let state = TrialState::parse(&state_text)
-                    .ok_or_else(|| bad(number, format!("unknown state {state_text:?}")))?;
-                index.insert(trial_id, trials.len());
-                trials.push(Trial {
-                    trial_id,
-                    number,
-                    state,
-                    datetime_start: row.get(3).map_err(&err)?,
-                    datetime_complete: row.get(4).map_err(&err)?,
-                    params: Vec::new(),
-                    values: Vec::new(),
-                    intermediate_values: Vec::new(),
-                    user_attrs: Vec::new(),
-                    system_attrs: Vec::new(),
-                });
-            }
-        }
-        // Params: distributions are shared by most trials, so each JSON text is parsed once.
-        let mut distributions: HashMap<String, Distribution> = HashMap::new();
-        {
-            let mut stmt = self
-                .conn
-                .prepare(
-                    "SELECT p.trial_id, p.param_name, p.param_value, p.distribution_json \
-                     FROM trial_params p JOIN trials t ON p.trial_id = t.trial_id \
-                     WHERE t.study_id = ?1 ORDER BY p.param_id",
-                )
-                .map_err(&err)?;
-            let mut rows = stmt.query([study_id]).map_err(&err)?;
-            while let Some(row) = rows.next().map_err(&err)? {
-                let trial_id: i64 = row.get(0).map_err(&err)?;
-                let Some(&i) = index.get(&trial_id) else {
-                    continue;
-                };
-                let number = trials[i].number;
-                let param_name: String = row.get(1).map_err(&err)?;
-                let internal: f64 = row.get(2).map_err(&err)?;
-                let json: String = row.get(3).map_err(&err)?;
-                let distribution = match distributions.get(&json) {
-                    Some(d) => d.clone(),
-                    None => {
-                        let d = parse_distribution(&json).map_err(|e| {
-                            bad(
-                                number,
-                                format!("param {param_name:?}: distribution {json}: {e}"),
-                            )
-                        })?;
-                        distributions.insert(json, d.clone());
-                        d
-                    }
-                };
-                let value = external_value(&distribution, internal)
-                    .map_err(|e| bad(number, format!("param {param_name:?}: {e}")))?;
-                trials[i].params.push(TrialParam {
-                    name: param_name,
-                    value,
-                    internal,
-                    distribution,
-                });
-            }
-        }
-        {
-            let mut stmt = self
-                .conn
-                .prepare(
-                    "SELECT v.trial_id, v.objective, v.value, v.value_type \
-                     FROM trial_values v JOIN trials t ON v.trial_id = t.trial_id \
-                     WHERE t.study_id = ?1 ORDER BY v.trial_id, v.objective",
-                )
-                .map_err(&err)?;
-            let mut rows = stmt.query([study_id]).map_err(&err)?;
-            while let Some(row) = rows.next().map_err(&err)? {
-                let trial_id: i64 = row.get(0).map_err(&err)?;
-                let Some(&i) = index.get(&trial_id) else {
-                    continue;
-                };
-                let value: Option<f64> = row.get(2).map_err(&err)?;
-                let kind: String = row.get(3).map_err(&err)?;
-                let Some(value) = stored_value(&kind, value) else {
-                    return Err(bad(
-                        trials[i].number,
-                        format!("value type {kind:?} with value {value:?}"),
-                    ));
-                };
-                trials[i].values.push(value);
-            }
-        }
-        {
-            let mut stmt = self
-                .conn
-                .prepare(
-                    "SELECT v.trial_id, v.step, v.intermediate_value, v.intermediate_value_type \
-                     FROM trial_intermediate_values v JOIN trials t ON v.trial_id = t.trial_id \
-                     WHERE t.study_id = ?1 ORDER BY v.trial_id, v.step",
-                )
-                .map_err(&err)?;
-            let mut rows = stmt.query([study_id]).map_err(&err)?;
-            while let Some(row) = rows.next().map_err(&err)? {
-                let trial_id: i64 = row.get(0).map_err(&err)?;
-                let Some(&i) = index.get(&trial_id) else {
-                    continue;
-                };
-                let step: i64 = row.get(1).map_err(&err)?;
-                let value: Option<f64> = row.get(2).map_err(&err)?;
-                let kind: String = row.get(3).map_err(&err)?;
-                // Optuna writes NAN (NULL value) for a NaN intermediate value.
-                let value = stored_value(&kind, value).unwrap_or(f64::NAN);
-                trials[i].intermediate_values.push((step, value));
-            }
-        }
-        for (table, system) in [
-            ("trial_user_attributes", false),
-            ("trial_system_attributes", true),
-        ] {
-            let id_column = if system {
-                "trial_system_attribute_id"
-            } else {
-                "trial_user_attribute_id"
-            };
-            let mut stmt = self
-                .conn
-                .prepare(&format!(
-                    "SELECT a.trial_id, a.key, a.value_json FROM {table} a \
-                     JOIN trials t ON a.trial_id = t.trial_id WHERE t.study_id = ?1 \
-                     ORDER BY a.{id_column}"
-                ))
-                .map_err(&err)?;
-            let mut rows = stmt.query([study_id]).map_err(&err)?;
-            while let Some(row) = rows.next().map_err(&err)? {
-                let trial_id: i64 = row.get(0).map_err(&err)?;
-                let Some(&i) = index.get(&trial_id) else {
-                    continue;
-                };
-                let key: String = row.get(1).map_err(&err)?;
-                let text: String = row.get(2).map_err(&err)?;
-                let value = JsonValue::parse(&text).map_err(|e| {
-                    bad(
-                        trials[i].number,
-                        format!("attribute {key:?}: invalid JSON {text:?}: {e}"),
-                    )
-                })?;
-                if system {
-                    trials[i].system_attrs.push((key, value));
-                } else {
-                    trials[i].user_attrs.push((key, value));
-                }
-            }
-        }
         Ok(Study {
-            study_id,
-            directions: self.directions(study_id, name)?,
-            user_attrs: self.attrs(
-                "SELECT key, value_json FROM study_user_attributes WHERE study_id = ?1 ORDER BY study_user_attribute_id",
-                study_id,
-                name,
-            )?,
-            system_attrs: self.attrs(
-                "SELECT key, value_json FROM study_system_attributes WHERE study_id = ?1 ORDER BY study_system_attribute_id",
-                study_id,
-                name,
-            )?,
-            name: name.to_string(),
-            trials,
+            study_id: header.study_id,
+            name: header.name,
+            directions: header.directions,
+            user_attrs: header.user_attrs,
+            system_attrs: header.system_attrs,
+            trials: collect.trials,
         })
     }
 }
 
-/// A value as Optuna stores it: `FINITE` with the number, or `INF_POS` / `INF_NEG` (value
-/// NULL); `None` for any other pair.
-fn stored_value(kind: &str, value: Option<f64>) -> Option<f64> {
-    match (kind, value) {
-        ("FINITE", Some(v)) => Some(v),
-        ("INF_POS", _) => Some(f64::INFINITY),
-        ("INF_NEG", _) => Some(f64::NEG_INFINITY),
-        _ => None,
+/// The visitor behind [`StudyFile::load`]: every row into its [`Trial`].
+struct Collect<'a> {
+    path: &'a Path,
+    header: Option<StudyHeader>,
+    trials: Vec<Trial>,
+}
+
+impl Collect<'_> {
+    fn bad(&self, trial: usize, message: String) -> StudyError {
+        StudyError::BadTrial {
+            path: display(self.path),
+            study: self
+                .header
+                .as_ref()
+                .map_or_else(String::new, |h| h.name.clone()),
+            number: self.trials[trial].number,
+            message,
+        }
+    }
+}
+
+impl StudyVisitor for Collect<'_> {
+    type Error = StudyError;
+
+    fn wants(&self, _: TrialTable) -> bool {
+        true
+    }
+
+    fn study(&mut self, header: StudyHeader) -> Result<(), StudyError> {
+        self.header = Some(header);
+        Ok(())
+    }
+
+    fn trial(&mut self, t: &TrialRow<'_>) -> Result<(), StudyError> {
+        self.trials.push(Trial {
+            trial_id: t.trial_id,
+            number: t.number,
+            state: t.state,
+            datetime_start: t.datetime_start.map(str::to_string),
+            datetime_complete: t.datetime_complete.map(str::to_string),
+            params: Vec::new(),
+            values: Vec::new(),
+            intermediate_values: Vec::new(),
+            user_attrs: Vec::new(),
+            system_attrs: Vec::new(),
+        });
+        Ok(())
+    }
+
+    fn param(
+        &mut self,
+        trial: usize,
+        name: &str,
+        distribution: &Distribution,
+        internal: f64,
+    ) -> Result<(), StudyError> {
+        let value = external_value(distribution, internal)
+            .map_err(|e| self.bad(trial, format!("param {name:?}: {e}")))?;
+        self.trials[trial].params.push(TrialParam {
+            name: name.to_string(),
+            value,
+            internal,
+            distribution: distribution.clone(),
+        });
+        Ok(())
+    }
+
+    fn value(&mut self, trial: usize, objective: usize, value: f64) -> Result<(), StudyError> {
+        // Rows come by objective: a gap would shift the values that follow it.
+        let values = &self.trials[trial].values;
+        if objective != values.len() {
+            let message = format!(
+                "objective {objective} has a value but objective {} has none",
+                values.len()
+            );
+            return Err(self.bad(trial, message));
+        }
+        self.trials[trial].values.push(value);
+        Ok(())
+    }
+
+    fn intermediate_value(
+        &mut self,
+        trial: usize,
+        step: i64,
+        value: f64,
+    ) -> Result<(), StudyError> {
+        self.trials[trial].intermediate_values.push((step, value));
+        Ok(())
+    }
+
+    fn user_attr(&mut self, trial: usize, key: &str, value: JsonValue) -> Result<(), StudyError> {
+        self.trials[trial].user_attrs.push((key.to_string(), value));
+        Ok(())
+    }
+
+    fn system_attr(&mut self, trial: usize, key: &str, value: JsonValue) -> Result<(), StudyError> {
+        self.trials[trial]
+            .system_attrs
+            .push((key.to_string(), value));
+        Ok(())
     }
 }

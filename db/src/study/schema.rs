@@ -108,9 +108,8 @@ pub(crate) fn open_for_writing(path: &Path) -> Result<Connection, StudyError> {
 pub(crate) fn open_for_reading(path: &Path) -> Result<Connection, StudyError> {
     let err = sqlite_error(path);
     if !path.is_file() {
-        return Err(StudyError::Url {
-            url: display(path),
-            message: "no such study file".to_string(),
+        return Err(StudyError::NoFile {
+            path: display(path),
         });
     }
     let conn = Connection::open_with_flags(
