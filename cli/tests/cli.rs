@@ -139,6 +139,36 @@ fn bad_flags_are_usage_errors() {
     assert_eq!(stderr.matches("No such file").count(), 1, "{stderr}");
 }
 
+/// A storage that is not an SQLite file is named with SQLite's reason, said once.
+#[test]
+fn a_study_storage_that_is_not_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("notes.db");
+    std::fs::write(
+        &file,
+        "not a database, just text that is long enough to have a header\n",
+    )
+    .unwrap();
+    let storage = format!("sqlite:///{}", file.display());
+    for args in [
+        vec!["study", "list", "--storage", &storage],
+        vec!["report", "--study", "x", "--storage", &storage],
+    ] {
+        let o = etrading(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            stderr.contains(&format!("{}: file is not a database", file.display())),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(
+            stderr.matches("not a database").count(),
+            1,
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn synth_then_inspect() {
     let dir = tempfile::tempdir().unwrap();

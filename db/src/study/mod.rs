@@ -121,11 +121,12 @@ impl TrialState {
 /// What can go wrong with a study file.
 #[derive(Debug, thiserror::Error)]
 pub enum StudyError {
-    #[error("{path}: {source}")]
+    /// The message includes SQLite's, so it is not also chained as a `source` (an `{:#}` chain
+    /// would print it again, and SQLite's own source once more).
+    #[error("{path}: {error}")]
     Sqlite {
         path: String,
-        #[source]
-        source: rusqlite::Error,
+        error: rusqlite::Error,
     },
     #[error(
         "{path}: not an Optuna storage this version can use: {what} (expected alembic revision {ALEMBIC_VERSION}, schema version {SCHEMA_VERSION})"

@@ -20,9 +20,9 @@ pub const SCHEMA_VERSION: i64 = 12;
 pub const LIBRARY_VERSION: &str = "5.0.0";
 
 pub(crate) fn sqlite_error(path: &Path) -> impl Fn(rusqlite::Error) -> StudyError + '_ {
-    move |source| StudyError::Sqlite {
+    move |error| StudyError::Sqlite {
         path: display(path),
-        source,
+        error,
     }
 }
 
