@@ -144,7 +144,15 @@ fn written_trials_read_back_exactly() {
         (2, 2, 2)
     );
 
+    // Reading neither changes the file nor leaves SQLite's `-wal`/`-shm` files next to it.
+    let bytes = std::fs::read(&path).unwrap();
     let study = StudyFile::open(&path).unwrap().load("s").unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    for suffix in ["-wal", "-shm"] {
+        let mut side = path.clone().into_os_string();
+        side.push(suffix);
+        assert!(!Path::new(&side).exists(), "{side:?} left behind");
+    }
     assert_eq!(study.directions, [Direction::Maximize]);
     assert_eq!(
         study.user_attr("objective"),

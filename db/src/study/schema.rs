@@ -112,11 +112,24 @@ pub(crate) fn open_for_reading(path: &Path) -> Result<Connection, StudyError> {
             path: display(path),
         });
     }
-    let conn = Connection::open_with_flags(
+    // Read-write with `query_only` where the file allows it: SQLite then tidies up on close
+    // (the last connection to a WAL database removes its `-wal` and `-shm` files, which a
+    // read-only connection cannot do), while no statement of this connection can write.
+    // A file we may not write (a read-only mount, another user's file) is opened read-only.
+    let conn = match Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(&err)?;
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    ) {
+        Ok(conn) => {
+            conn.pragma_update(None, "query_only", true).map_err(&err)?;
+            conn
+        }
+        Err(_) => Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(&err)?,
+    };
     conn.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))
         .map_err(&err)?;
     let has_tables: bool = conn
