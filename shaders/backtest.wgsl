@@ -175,6 +175,7 @@ fn backtest(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (row >= dims.n_sets * dims.n_windows) {
         return;
     }
+    pair_one = real(dims.one);
     set_index = row / dims.n_windows;
     p = sets[set_index];
     run_window(row % dims.n_windows, row);

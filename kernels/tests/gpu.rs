@@ -22,6 +22,7 @@ use etrading_kernels::batch::{self, Backend, BatchInput, WindowPlan};
 use etrading_kernels::brackets::{BracketTable, bundled};
 use etrading_kernels::engine::{FundingAt, Metrics};
 use etrading_kernels::gpu::layout::{Dims, host_layouts};
+use etrading_kernels::gpu::pair;
 use etrading_kernels::gpu::plan::{
     self, PlanLimits, SOFTWARE_LOOP_BUDGET, SetBytes, bars_per_chunk, dispatches_with_warm_up,
     loop_iterations_per_bar, plan_dispatches, warm_bars_per_chunk, window_work,
@@ -915,6 +916,62 @@ fn probe_names_the_adapter() {
     if info.device_type == "Cpu" {
         assert!(!info.is_hardware, "{info:?}");
     }
+}
+
+// ---------------------------------------------------------------- compensated f32 on the adapter
+
+/// `two_sum` and `pair_add` of shaders/shared/pair.wgsl, run on the adapter, against the same
+/// f32 steps on the CPU; `two_sum`'s `hi + lo` must be the exact sum. Fails where the shader
+/// compiler reassociates or simplifies `(a + b) - a` (the EMA/RSI compensation would be lost).
+fn check_pairs(cases: &[pair::PairCase]) {
+    let context = context(Precision::F32);
+    let got = context
+        .eval_pairs(cases)
+        .unwrap_or_else(|e| panic!("pair probe: {e}"));
+    assert_eq!(got.len(), cases.len());
+    let errors: Vec<String> = cases
+        .iter()
+        .zip(&got)
+        .enumerate()
+        .filter_map(|(i, (case, got))| pair::case_error(i, case, got))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{}: {} of {} compensated-sum cases wrong (first 5):\n{}",
+        context.info().name,
+        errors.len(),
+        cases.len(),
+        errors[..errors.len().min(5)].join("\n")
+    );
+}
+
+#[test]
+fn gpu_two_sum_is_exact_on_the_adapter() {
+    check_pairs(&pair::adversarial_cases(4096, 0x7570));
+}
+
+/// The host's check itself: it accepts the CPU emulation and rejects a reassociated two-sum
+/// (`lo = 0`), so the GPU test above can fail.
+#[test]
+fn pair_check_rejects_a_lost_error_term() {
+    let cases = pair::adversarial_cases(64, 1);
+    for (i, case) in cases.iter().enumerate() {
+        let exact = pair::emulate(case);
+        assert_eq!(pair::case_error(i, case, &exact), None);
+    }
+    // 1 + 1e-8 rounds to 1: the error term 1e-8 must survive.
+    let lost = |r: pair::PairResult| pair::PairResult {
+        two_sum: (r.two_sum.0, 0.0),
+        ..r
+    };
+    let e = pair::case_error(0, &cases[0], &lost(pair::emulate(&cases[0])));
+    assert!(e.is_some_and(|e| e.contains("two_sum(1e0, 1e-8)")));
+    let rejected = cases
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| pair::case_error(*i, c, &lost(pair::emulate(c))).is_some())
+        .count();
+    assert!(rejected > cases.len() / 2, "{rejected} of {}", cases.len());
 }
 
 // ---------------------------------------------------------------- chunks, splits, fallback

@@ -14,26 +14,9 @@ const STREAM_OUT_OK: u32 = 1u;
 const STREAM_PREV_OK: u32 = 2u;
 const STREAM_COMPENSATED: bool = MONEY_RESCALE;
 
+//#include shared/pair.wgsl
+
 var<private> streams: array<StreamState, STREAM_SLOTS>;
-
-struct Pair {
-    hi: real,
-    lo: real,
-}
-
-// Knuth's two-sum: hi = fl(a + b), lo = the exact rounding error (no branch, any order).
-fn two_sum(a: real, b: real) -> Pair {
-    let hi = a + b;
-    let bv = hi - a;
-    let av = hi - bv;
-    return Pair(hi, (a - av) + (b - bv));
-}
-
-// (hi, lo) + x as a normalised pair.
-fn pair_add(hi: real, lo: real, x: real) -> Pair {
-    let s = two_sum(hi, x);
-    return two_sum(s.hi, s.lo + lo);
-}
 
 fn streams_start() {
     for (var i = 0u; i < STREAM_SLOTS; i += 1u) {

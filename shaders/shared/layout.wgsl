@@ -38,6 +38,8 @@ struct Dims {
     n_streams: u32,
     warm_from: u32,
     warm_bars_per_chunk: u32,
+    // Always 1: `pair_one` of shared/pair.wgsl, a 1 the compiler cannot see.
+    one: u32,
 }
 
 // One param set's account and execution settings (engine::SimParams).

@@ -49,6 +49,9 @@ pub struct Dims {
     /// Warm-up bars (streamed indicators only, before a window's first bar) one dispatch
     /// advances a row by.
     pub warm_bars_per_chunk: u32,
+    /// Always 1: the shader's `pair_one` (`shaders/shared/pair.wgsl`), a 1 read from a
+    /// storage buffer so that the compiler cannot simplify two-sum's error term away.
+    pub one: u32,
 }
 
 /// Trip count of the shader's canary loop (`loop_budget_intact`), read from `statics_u32` at
@@ -398,7 +401,8 @@ pub fn host_layouts(f64_variant: bool, n_symbols: usize, n_streams: usize) -> Ve
             off_canary,
             n_streams,
             warm_from,
-            warm_bars_per_chunk
+            warm_bars_per_chunk,
+            one
         ]
     );
     macro_rules! pair {

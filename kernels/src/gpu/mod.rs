@@ -29,6 +29,7 @@
 
 pub mod codegen;
 pub mod layout;
+pub mod pair;
 pub mod plan;
 pub mod shaders;
 pub mod streams;

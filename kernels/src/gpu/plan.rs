@@ -476,6 +476,7 @@ pub fn pack_statics<R: Real>(
         warm_from: to_u32(warm_from, "bars")?,
         // Set by the run with the chunk length.
         warm_bars_per_chunk: 0,
+        one: 1,
         n_bars: to_u32(n, "bars")?,
         n_symbols: to_u32(ns, "symbols")?,
         n_windows: to_u32(ranges.len(), "windows")?,

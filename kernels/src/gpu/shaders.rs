@@ -40,6 +40,10 @@ pub const SHADER_FILES: &[(&str, &str)] = &[
         include_str!("../../../shaders/shared/metrics.wgsl"),
     ),
     (
+        "shared/pair.wgsl",
+        include_str!("../../../shaders/shared/pair.wgsl"),
+    ),
+    (
         "shared/sim.wgsl",
         include_str!("../../../shaders/shared/sim.wgsl"),
     ),
