@@ -72,12 +72,9 @@ pub struct BatchInput<'a> {
 /// A batch that cannot run. Raised before any hot loop starts.
 #[derive(Debug, thiserror::Error)]
 pub enum BatchError {
-    #[error("param set {index}: {source}")]
-    Resolve {
-        index: usize,
-        #[source]
-        source: ResolveError,
-    },
+    /// The message includes the resolve error's, so it is not also chained as a `source`.
+    #[error("param set {index}: {error}")]
+    Resolve { index: usize, error: ResolveError },
     #[error(transparent)]
     Reference(#[from] ReferenceError),
     #[error("result table holds {found} rows, the batch needs {expected} (sets x windows)")]
@@ -164,7 +161,7 @@ fn run_scalar(
             let resolved = input
                 .spec
                 .resolve(set)
-                .map_err(|source| BatchError::Resolve { index, source })?;
+                .map_err(|error| BatchError::Resolve { index, error })?;
             let (_, results) = reference::run_windows(
                 input.spec,
                 &resolved,

@@ -376,7 +376,7 @@ impl<'a> Shared<'a> {
         self.input
             .spec
             .resolve(set)
-            .map_err(|source| BatchError::Resolve { index, source })
+            .map_err(|error| BatchError::Resolve { index, error })
     }
 
     fn plan(&self, set: &ParamSet, index: usize) -> Result<SetPlan, BatchError> {

@@ -93,12 +93,9 @@ pub enum GpuError {
     Device { adapter: String, detail: String },
     #[error("--precision f64 needs an adapter with SHADER_F64; {0} has none")]
     NoF64(String),
-    #[error("param set {index}: {source}")]
-    Resolve {
-        index: usize,
-        #[source]
-        source: ResolveError,
-    },
+    /// The message includes the resolve error's, so it is not also chained as a `source`.
+    #[error("param set {index}: {error}")]
+    Resolve { index: usize, error: ResolveError },
     #[error("{0}")]
     Input(String),
     #[error("the GPU kernel does not support this input: {0}")]

@@ -813,7 +813,7 @@ pub fn resolve_sets(
             input
                 .spec
                 .resolve(&sets[index])
-                .map_err(|source| GpuError::Resolve { index, source })
+                .map_err(|error| GpuError::Resolve { index, error })
         })
         .collect()
 }

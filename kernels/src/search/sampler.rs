@@ -55,8 +55,15 @@ pub struct Observation {
 /// A sampler that cannot run on this space.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum SearchError {
+    /// The message includes the grid's, so it is not also chained as a `source`.
     #[error("grid sampler: {0}")]
-    Grid(#[from] GridError),
+    Grid(GridError),
+}
+
+impl From<GridError> for SearchError {
+    fn from(e: GridError) -> SearchError {
+        SearchError::Grid(e)
+    }
 }
 
 /// A seeded bijection `k -> (a k + b) mod len` of the grid indices (`gcd(a, len) = 1`).
