@@ -257,6 +257,28 @@ impl StudyFile {
         })
     }
 
+    /// Runs `sql` (`?1` the study's id, the first column a trial id) and hands every row of a
+    /// trial the header listed to `each` with the trial's position; rows of other trials
+    /// (none in a consistent file) are skipped.
+    fn each_trial_row<E: From<StudyError>>(
+        &self,
+        sql: &str,
+        study_id: i64,
+        index: &mut TrialIndex,
+        mut each: impl FnMut(usize, i64, &rusqlite::Row<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let err = sqlite_error(&self.path);
+        let mut stmt = self.conn.prepare(sql).map_err(&err)?;
+        let mut rows = stmt.query([study_id]).map_err(&err)?;
+        while let Some(row) = rows.next().map_err(&err)? {
+            let trial_id: i64 = row.get(0).map_err(&err)?;
+            if let Some(i) = index.get(trial_id) {
+                each(i, trial_id, row)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Streams study `name` into `visitor` (see [`StudyVisitor`] for the order of the calls).
     /// Memory: the visitor's, plus 16 bytes a trial and the distinct distributions.
     pub fn visit<V: StudyVisitor>(&self, name: &str, visitor: &mut V) -> Result<(), V::Error> {
@@ -323,21 +345,12 @@ impl StudyFile {
         if visitor.wants(TrialTable::Params) {
             // Distributions are shared by most trials: each distinct text is parsed once.
             let mut distributions: HashMap<String, Distribution> = HashMap::new();
-            let mut stmt = self
-                .conn
-                .prepare(&format!(
+            self.each_trial_row(&format!(
                     "SELECT p.trial_id, p.param_name, p.param_value, p.distribution_json \
                      FROM trial_params p JOIN trials t ON p.trial_id = t.trial_id \
                      WHERE t.study_id = ?1 ORDER BY t.trial_id{}",
                     if written { ", p.param_id" } else { "" }
-                ))
-                .map_err(&err)?;
-            let mut rows = stmt.query([study_id]).map_err(&err)?;
-            while let Some(row) = rows.next().map_err(&err)? {
-                let trial_id: i64 = row.get(0).map_err(&err)?;
-                let Some(i) = index.get(trial_id) else {
-                    continue;
-                };
+                ), study_id, &mut index, |i, trial_id, row| -> Result<(), V::Error> {
                 let param_name = text(row.get_ref(1).map_err(&err)?, "param_name")
                     .map_err(|m| bad_id(trial_id, m))?
                     .unwrap_or_default();
@@ -370,66 +383,59 @@ impl StudyFile {
                     .into());
                 }
                 visitor.param(i, param_name, distribution, internal)?;
-            }
+                Ok(())
+            })?;
         }
 
         if visitor.wants(TrialTable::Values) {
-            let mut stmt = self
-                .conn
-                .prepare(
-                    "SELECT v.trial_id, v.objective, v.value, v.value_type \
+            self.each_trial_row(
+                "SELECT v.trial_id, v.objective, v.value, v.value_type \
                      FROM trial_values v JOIN trials t ON v.trial_id = t.trial_id \
                      WHERE t.study_id = ?1 ORDER BY t.trial_id, v.objective",
-                )
-                .map_err(&err)?;
-            let mut rows = stmt.query([study_id]).map_err(&err)?;
-            while let Some(row) = rows.next().map_err(&err)? {
-                let trial_id: i64 = row.get(0).map_err(&err)?;
-                let Some(i) = index.get(trial_id) else {
-                    continue;
-                };
-                let objective: i64 = row.get(1).map_err(&err)?;
-                let value: Option<f64> = row.get(2).map_err(&err)?;
-                let kind = text(row.get_ref(3).map_err(&err)?, "value_type")
-                    .map_err(|m| bad_id(trial_id, m))?
-                    .unwrap_or_default();
-                let (Some(value), Ok(objective)) =
-                    (stored_value(kind, value), usize::try_from(objective))
-                else {
-                    return Err(bad_id(
-                        trial_id,
-                        format!("objective {objective}: value type {kind:?} with value {value:?}"),
-                    )
-                    .into());
-                };
-                visitor.value(i, objective, value)?;
-            }
+                study_id,
+                &mut index,
+                |i, trial_id, row| -> Result<(), V::Error> {
+                    let objective: i64 = row.get(1).map_err(&err)?;
+                    let value: Option<f64> = row.get(2).map_err(&err)?;
+                    let kind = text(row.get_ref(3).map_err(&err)?, "value_type")
+                        .map_err(|m| bad_id(trial_id, m))?
+                        .unwrap_or_default();
+                    let (Some(value), Ok(objective)) =
+                        (stored_value(kind, value), usize::try_from(objective))
+                    else {
+                        return Err(bad_id(
+                            trial_id,
+                            format!(
+                                "objective {objective}: value type {kind:?} with value {value:?}"
+                            ),
+                        )
+                        .into());
+                    };
+                    visitor.value(i, objective, value)?;
+                    Ok(())
+                },
+            )?;
         }
 
         if visitor.wants(TrialTable::IntermediateValues) {
-            let mut stmt = self
-                .conn
-                .prepare(
-                    "SELECT v.trial_id, v.step, v.intermediate_value, v.intermediate_value_type \
+            self.each_trial_row(
+                "SELECT v.trial_id, v.step, v.intermediate_value, v.intermediate_value_type \
                      FROM trial_intermediate_values v JOIN trials t ON v.trial_id = t.trial_id \
                      WHERE t.study_id = ?1 ORDER BY t.trial_id, v.step",
-                )
-                .map_err(&err)?;
-            let mut rows = stmt.query([study_id]).map_err(&err)?;
-            while let Some(row) = rows.next().map_err(&err)? {
-                let trial_id: i64 = row.get(0).map_err(&err)?;
-                let Some(i) = index.get(trial_id) else {
-                    continue;
-                };
-                let step: i64 = row.get(1).map_err(&err)?;
-                let value: Option<f64> = row.get(2).map_err(&err)?;
-                let kind = text(row.get_ref(3).map_err(&err)?, "intermediate_value_type")
-                    .map_err(|m| bad_id(trial_id, m))?
-                    .unwrap_or_default();
-                // Optuna writes NAN (NULL value) for a NaN intermediate value.
-                let value = stored_value(kind, value).unwrap_or(f64::NAN);
-                visitor.intermediate_value(i, step, value)?;
-            }
+                study_id,
+                &mut index,
+                |i, trial_id, row| -> Result<(), V::Error> {
+                    let step: i64 = row.get(1).map_err(&err)?;
+                    let value: Option<f64> = row.get(2).map_err(&err)?;
+                    let kind = text(row.get_ref(3).map_err(&err)?, "intermediate_value_type")
+                        .map_err(|m| bad_id(trial_id, m))?
+                        .unwrap_or_default();
+                    // Optuna writes NAN (NULL value) for a NaN intermediate value.
+                    let value = stored_value(kind, value).unwrap_or(f64::NAN);
+                    visitor.intermediate_value(i, step, value)?;
+                    Ok(())
+                },
+            )?;
         }
 
         for (table, system) in [
@@ -444,9 +450,8 @@ impl StudyFile {
             } else {
                 ("trial_user_attributes", "trial_user_attribute_id")
             };
-            let mut stmt = self
-                .conn
-                .prepare(&format!(
+            self.each_trial_row(
+                &format!(
                     "SELECT a.trial_id, a.key, a.value_json FROM {table_name} a \
                      JOIN trials t ON a.trial_id = t.trial_id WHERE t.study_id = ?1 \
                      ORDER BY t.trial_id{}",
@@ -455,32 +460,30 @@ impl StudyFile {
                     } else {
                         String::new()
                     }
-                ))
-                .map_err(&err)?;
-            let mut rows = stmt.query([study_id]).map_err(&err)?;
-            while let Some(row) = rows.next().map_err(&err)? {
-                let trial_id: i64 = row.get(0).map_err(&err)?;
-                let Some(i) = index.get(trial_id) else {
-                    continue;
-                };
-                let key = text(row.get_ref(1).map_err(&err)?, "key")
-                    .map_err(|m| bad_id(trial_id, m))?
-                    .unwrap_or_default();
-                let json = text(row.get_ref(2).map_err(&err)?, "value_json")
-                    .map_err(|m| bad_id(trial_id, format!("attribute {key:?}: {m}")))?
-                    .unwrap_or_default();
-                let value = JsonValue::parse(json).map_err(|e| {
-                    bad_id(
-                        trial_id,
-                        format!("attribute {key:?}: invalid JSON {json:?}: {e}"),
-                    )
-                })?;
-                if system {
-                    visitor.system_attr(i, key, value)?;
-                } else {
-                    visitor.user_attr(i, key, value)?;
-                }
-            }
+                ),
+                study_id,
+                &mut index,
+                |i, trial_id, row| -> Result<(), V::Error> {
+                    let key = text(row.get_ref(1).map_err(&err)?, "key")
+                        .map_err(|m| bad_id(trial_id, m))?
+                        .unwrap_or_default();
+                    let json = text(row.get_ref(2).map_err(&err)?, "value_json")
+                        .map_err(|m| bad_id(trial_id, format!("attribute {key:?}: {m}")))?
+                        .unwrap_or_default();
+                    let value = JsonValue::parse(json).map_err(|e| {
+                        bad_id(
+                            trial_id,
+                            format!("attribute {key:?}: invalid JSON {json:?}: {e}"),
+                        )
+                    })?;
+                    if system {
+                        visitor.system_attr(i, key, value)?;
+                    } else {
+                        visitor.user_attr(i, key, value)?;
+                    }
+                    Ok(())
+                },
+            )?;
         }
         Ok(())
     }
