@@ -34,8 +34,8 @@ use etrading_kernels::spec::{
     Distribution, ParamSet, ParamValue, Spec, WalkForwardMode, WalkForwardSpec,
 };
 
-/// The example specs and the test specs of kernels/tests/specs/ (`sma_rsi`: an RSI that
-/// streams, read at lags 0 and 1, with SMAs).
+/// The example specs and the test specs of kernels/tests/specs/ (`sma_rsi`: two SMAs and an
+/// RSI that stream, read at lags 0 and 1).
 const EXAMPLES: [&str; 4] = ["bb_atr_breakout", "ema_cross", "rsi_ema", "sma_rsi"];
 
 fn repo() -> &'static Path {
@@ -219,18 +219,34 @@ fn check_streams(indicators: &str, entry: &str, exit: &str, expect: &[&str]) {
 }
 
 #[test]
-fn plan_streams_picks_ema_and_rsi_by_function_args_and_lags() {
+fn plan_streams_picks_sma_ema_and_rsi_by_function_args_and_lags() {
     let three = r#"e = { fn = "EMA", timeperiod = "n" }
 s = { fn = "SMA", input = "high", timeperiod = 5 }
 r = { fn = "RSI", input = "volume", timeperiod = "n" }"#;
     // Lags 0 and 1 (cross_* reads 1), any real input, a period from a param or a number.
-    // SMA has no WGSL twin yet: uploaded.
-    check_streams(three, "cross_above(e, s) and r > 50", "r < 50", &["e", "r"]);
-    check_streams(three, "prev(r, 1) > 50 and e > s", "close < 0", &["e", "r"]);
+    check_streams(
+        three,
+        "cross_above(e, s) and r > 50",
+        "r < 50",
+        &["e", "s", "r"],
+    );
+    check_streams(
+        three,
+        "prev(r, 1) > 50 and e > s",
+        "close < 0",
+        &["e", "s", "r"],
+    );
     // A constant lag of 2 or a lag that is a param: uploaded.
-    check_streams(three, "prev(r, 2) > 50 and e > s", "close < 0", &["e"]);
-    check_streams(three, "prev(e, lag) > s and r > 50", "close < 0", &["r"]);
-    // Only `timeperiod` set: other args or other functions are uploaded.
+    check_streams(three, "prev(r, 2) > 50 and e > s", "close < 0", &["e", "s"]);
+    check_streams(
+        three,
+        "prev(e, lag) > s and r > 50",
+        "close < 0",
+        &["s", "r"],
+    );
+    check_streams(three, "prev(s, 2) > e and r > 50", "close < 0", &["e", "r"]);
+    // Only `timeperiod` set: other args (MA with `matype` = 0 is an SMA) or other functions
+    // are uploaded.
     check_streams(
         r#"m = { fn = "MA", timeperiod = "n", matype = 0 }
 w = { fn = "WMA", timeperiod = "n" }
@@ -238,7 +254,7 @@ b = { fn = "BBANDS", timeperiod = "n" }
 s = { fn = "SMA", timeperiod = "n" }"#,
         "m > w and close > b.upper and s > 0",
         "close < 0",
-        &[],
+        &["s"],
     );
 }
 
@@ -909,6 +925,12 @@ fn gpu_parity_rsi_ema() {
     check_parity("rsi_ema", 900);
 }
 
+/// Streamed SMAs (a crossover, near-ties below f32 resolution) and RSI.
+#[test]
+fn gpu_parity_sma_rsi() {
+    check_parity("sma_rsi", 900);
+}
+
 #[test]
 fn probe_names_the_adapter() {
     let info = gpu::probe().unwrap_or_else(|e| panic!("no adapter ({e}); this test never skips"));
@@ -1093,10 +1115,11 @@ fn gpu_streamed_indicators_warm_up_across_chunks() {
     check_warm_up("ema_cross", &["ema_fast", "ema_slow"], 96);
 }
 
-/// The RSI of the test spec sma_rsi (lags 0 and 1, periods down to 2; its SMAs are uploaded).
+/// The SMAs and the RSI of the test spec sma_rsi (lags 0 and 1, periods down to 2; the slow
+/// SMA over the opens reads back up to 119 bars, across dispatch boundaries).
 #[test]
-fn gpu_streamed_rsi_warm_up_across_chunks() {
-    check_warm_up("sma_rsi", &["rsi"], 96);
+fn gpu_streamed_sma_and_rsi_warm_up_across_chunks() {
+    check_warm_up("sma_rsi", &["sma_fast", "sma_slow", "rsi"], 96);
 }
 
 /// TA-Lib's RSI is 0 where the average gain plus loss is within 1e-8 of zero: on a series

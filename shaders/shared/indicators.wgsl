@@ -81,6 +81,56 @@ fn ema_update(i: u32, x: real, period: u32) {
     streams[i] = st;
 }
 
+// `Sma::update` (TA_INT_SMA): a running total; add the new value, output total / period,
+// then subtract the value leaving the window (`period - 1` bars back: the stream sees every
+// bar of the symbol's span, which has no holes, so it is the input column's bar
+// `t - (period - 1)`). Nothing leaves during warm-up, no output for the first
+// `period - 1` values. The input is bar `t` of market column `col`.
+// f32: the total is a compensated pair and takes the inputs' rounding residuals
+// (`COL_RESIDUAL`) with them, so it tracks the f64 total of the f64 inputs (a plain f32 total
+// keeps the rounding of every addition and subtraction since the first bar); the output is
+// the pair's quotient rounded once.
+fn sma_update(i: u32, col: u32, s: u32, t: u32, period: u32) {
+    stream_shift(i);
+    var st = streams[i];
+    let x = bar_value(col, s, t);
+    let p = real(period);
+    st.seen = min(st.seen + 1u, period);
+    let full = st.seen >= period;
+    if (STREAM_COMPENSATED) {
+        let x_lo = bar_value(COL_RESIDUAL + col, s, t);
+        let n = pair_add(st.total, st.total_lo, x);
+        let m = two_sum(n.hi, n.lo + x_lo);
+        // The quotient and, to first order, the residual of the division and of `lo`;
+        // `opaque` keeps `hi - q * p` from being simplified to 0.
+        let q = opaque(m.hi / p);
+        let q_lo = ((m.hi - opaque(q * p)) + m.lo) / p;
+        st.out = q + q_lo;
+        if (full) {
+            let back = t - (period - 1u);
+            let leaving = bar_value(col, s, back);
+            let leaving_lo = bar_value(COL_RESIDUAL + col, s, back);
+            let r = pair_add(m.hi, m.lo, -leaving);
+            let u = two_sum(r.hi, r.lo - leaving_lo);
+            st.total = u.hi;
+            st.total_lo = u.lo;
+        } else {
+            st.total = m.hi;
+            st.total_lo = m.lo;
+        }
+    } else {
+        st.total = st.total + x;
+        st.out = st.total / p;
+        if (full) {
+            st.total = st.total - bar_value(col, s, t - (period - 1u));
+        }
+    }
+    if (full) {
+        st.flags = st.flags | STREAM_OUT_OK;
+    }
+    streams[i] = st;
+}
+
 // TA-Lib's `TA_IS_ZERO`: strictly within 1e-8 of zero.
 fn talib_is_zero(v: real) -> bool {
     return real(-0.00000001) < v && v < real(0.00000001);

@@ -130,12 +130,12 @@ struct RowState {
 // kernels/src/batch/indicators/): its running state, and its output at the last bar it saw
 // and at the bar before (rules read lag 0 or 1). In f32 the `_lo` fields carry the rounding
 // residual of the field before them (a compensated pair); in f64 they stay 0. Each kind uses
-// the fields named after its CPU twin's (`Ema`, `Rsi`) and leaves the others 0.
+// the fields named after its CPU twin's (`Sma`, `Ema`, `Rsi`) and leaves the others 0.
 struct StreamState {
     // EMA: the average once seeded.
     value: real,
     value_lo: real,
-    // EMA: the seed total.
+    // EMA: the seed total; SMA: the running total.
     total: real,
     total_lo: real,
     // RSI: the average gain and loss (their sums while seeding).

@@ -251,7 +251,7 @@ macro_rules! real_layout {
             /// EMA: the average once seeded.
             pub value: $real,
             pub value_lo: $real,
-            /// EMA: the seed total.
+            /// EMA: the seed total; SMA: the running total.
             pub total: $real,
             pub total_lo: $real,
             /// RSI: the average gain (the sum of gains while seeding).

@@ -4,10 +4,10 @@
 //! One invocation runs one param set in one window (full run, or a walk-forward IS / OOS
 //! window): an independent account simulated bar by bar, symbols in order, exactly as
 //! [`crate::reference::run_windows`] + [`crate::engine::simulate`] (docs/SEMANTICS.md §2). The
-//! spec's rules are compiled to WGSL ([`codegen`]); EMA indicators read at lag 0 or 1 are
-//! streamed in the shader ([`streams`], from the first bar of the data, so walk-forward
-//! windows see them warmed); every other indicator is computed on the CPU with TA-Lib once
-//! per distinct parameter tuple of a dispatch and uploaded. The shader folds the
+//! spec's rules are compiled to WGSL ([`codegen`]); SMA, EMA and RSI indicators read at lag 0
+//! or 1 are streamed in the shader ([`streams`], from the first bar of the data, so
+//! walk-forward windows see them warmed); every other indicator is computed on the CPU with
+//! TA-Lib once per distinct parameter tuple of a dispatch and uploaded. The shader folds the
 //! per-bar equity into the sums of [`crate::engine::MetricsAcc`] and the host finishes them
 //! with the same code as the reference.
 //!

@@ -2,8 +2,8 @@
 //! (`shaders/shared/indicators.wgsl`) instead of reading a column computed on the CPU, and the
 //! generated WGSL that updates them bar by bar and reads them in the rules.
 //!
-//! An indicator streams when its function has a WGSL twin (EMA and RSI, mirroring
-//! `crate::batch::indicators::{Ema, Rsi}`, bit-identical to TA-Lib), it takes one real
+//! An indicator streams when its function has a WGSL twin (SMA, EMA and RSI, mirroring
+//! `crate::batch::indicators::{Sma, Ema, Rsi}`, bit-identical to TA-Lib), it takes one real
 //! input and its period only, and every rule reads it at a constant lag of 0 or 1 bar
 //! (`cross_*` reads lag 1): the shader keeps the output of the current and of the previous bar
 //! per (set, window, symbol). The period comes from each set (its resolved `timeperiod`) and travels in the
@@ -23,6 +23,10 @@ use super::codegen::series_column;
 /// The indicator functions with a WGSL twin.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StreamKind {
+    /// TA-Lib `SMA` (`sma_update`: the value leaving the window is read back from the market
+    /// column; in f32 it also reads the input's rounding residual column,
+    /// `plan::RESIDUAL_COLUMNS`).
+    Sma,
     /// TA-Lib `EMA` (`ema_update` in shaders/shared/indicators.wgsl).
     Ema,
     /// TA-Lib `RSI` (`rsi_update`; in f32 it also reads the input's rounding residual
@@ -33,6 +37,7 @@ pub enum StreamKind {
 impl StreamKind {
     fn of(function: &str) -> Option<StreamKind> {
         match function.to_ascii_uppercase().as_str() {
+            "SMA" => Some(StreamKind::Sma),
             "EMA" => Some(StreamKind::Ema),
             "RSI" => Some(StreamKind::Rsi),
             _ => None,
@@ -43,6 +48,7 @@ impl StreamKind {
     /// `column` to stream slot `index` with `period`.
     fn wgsl_update(self, index: &str, column: &str, period: &str) -> String {
         match self {
+            StreamKind::Sma => format!("sma_update({index}, {column}, s, t, {period});"),
             StreamKind::Ema => format!("ema_update({index}, bar_value({column}, s, t), {period});"),
             StreamKind::Rsi => format!("rsi_update({index}, {column}, s, t, {period});"),
         }
