@@ -4,8 +4,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -345,12 +344,7 @@ fn optimize(args: &OptimizeArgs, out: &mut Vec<u8>) -> anyhow::Result<()> {
     };
     // Ctrl-C (or SIGTERM) stops after the batch in flight: its trials are stored and the
     // study is closed cleanly; --resume continues.
-    let interrupted = Arc::new(AtomicBool::new(false));
-    {
-        let flag = interrupted.clone();
-        // A second handler (e.g. in tests calling run twice) is refused: keep the first.
-        let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
-    }
+    let interrupted = crate::research::stop_requests();
     let pb = if args.quiet || args.json {
         ProgressBar::hidden()
     } else {

@@ -4,6 +4,8 @@
 //! ([`SpecRunArgs`]).
 
 use std::path::PathBuf;
+use std::sync::Once;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
@@ -464,4 +466,18 @@ impl MemoryPlan {
             batch_sets,
         })
     }
+}
+
+/// The flag Ctrl-C and SIGTERM set: a research command polls it between batches and stops
+/// after the batch in flight. The handler is installed once per process; each call clears
+/// the flag for the command that starts.
+pub fn stop_requests() -> &'static AtomicBool {
+    static FLAG: AtomicBool = AtomicBool::new(false);
+    static HANDLER: Once = Once::new();
+    HANDLER.call_once(|| {
+        // Another handler already installed (an embedding program) keeps its own behaviour.
+        let _ = ctrlc::set_handler(|| FLAG.store(true, Ordering::SeqCst));
+    });
+    FLAG.store(false, Ordering::SeqCst);
+    &FLAG
 }

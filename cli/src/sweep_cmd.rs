@@ -25,7 +25,6 @@ use std::collections::{BTreeSet, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -147,12 +146,7 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     };
     todo.retain(|i| !done.contains(i));
 
-    let interrupted = Arc::new(AtomicBool::new(false));
-    {
-        let flag = interrupted.clone();
-        // A second handler (e.g. in tests calling run twice) is refused: keep the first.
-        let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
-    }
+    let interrupted = crate::research::stop_requests();
     let bar_sets_per_set = research.bar_symbols();
     let pb = if args.quiet || args.json {
         ProgressBar::hidden()
@@ -204,7 +198,7 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     // are merged into the file) however the loop ends: done, Ctrl-C, or an error.
     let mut sweep = || -> anyhow::Result<()> {
         for (n, chunk) in todo.chunks(batch_sets).enumerate() {
-            test_hook.before_batch(n, &interrupted);
+            test_hook.before_batch(n, interrupted);
             if interrupted.load(Ordering::SeqCst) {
                 break;
             }
