@@ -44,6 +44,9 @@ pub struct RunIdentity {
     pub talib_version: String,
     /// The float precision of the backend (`f64`, `f32`).
     pub precision: String,
+    /// The objective the trials are scored by (`calmar`, ...: the spec's, or `optimize
+    /// --objective`).
+    pub objective: String,
 }
 
 /// One input of a [`RunIdentity`], as each store records it.
@@ -85,7 +88,7 @@ pub fn value_text(v: &ParamValue) -> String {
 impl RunIdentity {
     /// The identity of a run of `spec_text` with `set` fixed (`name`, value), on `panel`,
     /// `windows`, `capital`, brackets `brackets` and a backend of `precision`; the engine and
-    /// TA-Lib versions are this build's.
+    /// TA-Lib versions are this build's. Its objective is given by [`RunIdentity::scored_by`].
     pub fn new(
         spec_text: String,
         set: &[(&str, &ParamValue)],
@@ -117,6 +120,15 @@ impl RunIdentity {
             engine_version: ENGINE_VERSION.to_string(),
             talib_version: talib_version(),
             precision: precision.name().to_string(),
+            objective: String::new(),
+        }
+    }
+
+    /// The same identity, its trials scored by `objective` (`ObjectiveName::name`).
+    pub fn scored_by(self, objective: &str) -> RunIdentity {
+        RunIdentity {
+            objective: objective.to_string(),
+            ..self
         }
     }
 
@@ -174,6 +186,9 @@ impl RunIdentity {
                 &self.talib_version,
             ),
             text("precision", Some("precision"), true, &self.precision),
+            // Recorded since the objective could differ from the spec's (`optimize
+            // --objective`); a study has always had the attribute, so it is checked there too.
+            text("objective", Some("objective"), false, &self.objective),
         ]
     }
 
@@ -297,6 +312,7 @@ mod tests {
             engine_version: "0.1.0".to_string(),
             talib_version: "0.4.0".to_string(),
             precision: "f64".to_string(),
+            objective: "calmar".to_string(),
         }
     }
 
@@ -318,6 +334,7 @@ mod tests {
             engine_version: _,
             talib_version: _,
             precision: _,
+            objective: _,
         } = base();
         vec![
             (
@@ -375,6 +392,11 @@ mod tests {
                 |r| r.precision = "f32".to_string(),
                 "the precision differs (stored f64 results, this run f32: another --backend or --precision)",
             ),
+            (
+                "objective",
+                |r| r.objective = "robust".to_string(),
+                "the objective differs (stored \"calmar\", this run \"robust\")",
+            ),
         ]
     }
 
@@ -420,6 +442,7 @@ mod tests {
                 "etrading.sweep.engine_version",
                 "etrading.sweep.talib_version",
                 "etrading.sweep.precision",
+                "etrading.sweep.objective",
             ]
         );
         assert_eq!(
@@ -435,6 +458,7 @@ mod tests {
                 "engine_version",
                 "talib_version",
                 "precision",
+                "objective",
             ]
         );
         let set = base().sweep_metadata().swap_remove(2).1;
@@ -519,6 +543,7 @@ mod tests {
                 !k.ends_with(".symbols")
                     && !k.ends_with(".interval")
                     && !k.ends_with(".talib_version")
+                    && !k.ends_with(".objective")
             })
             .collect();
         assert_eq!(old.len(), 9);

@@ -272,7 +272,8 @@ fn optimize(args: &OptimizeArgs, out: &mut Vec<u8>) -> anyhow::Result<()> {
         args.capital,
         &brackets_label,
         backend.precision(),
-    );
+    )
+    .scored_by(spec.objective.name.name());
     // Memory guard: the batch's result table, its param sets and outcomes, and the writer's
     // queue of at most 64 batches of outcomes.
     let attrs_per_trial = 16 + 5 * plan.len();
@@ -291,11 +292,8 @@ fn optimize(args: &OptimizeArgs, out: &mut Vec<u8>) -> anyhow::Result<()> {
 
     let distributions = space_distributions(&spec.params);
     let kind = args.sampler.kind();
+    // The objective is an identity fact: a resume with another --objective is refused.
     let mut study_attrs = vec![
-        (
-            "objective".to_string(),
-            JsonValue::Str(spec.objective.name.name().into()),
-        ),
         (
             "strategy_id".to_string(),
             JsonValue::Str(spec.strategy.id.clone()),
@@ -365,6 +363,10 @@ fn optimize(args: &OptimizeArgs, out: &mut Vec<u8>) -> anyhow::Result<()> {
         .filter(|v| !v.is_nan())
         .reduce(f64::max);
     let started = Instant::now();
+    // FAIL trials do not count towards --trials: a spec whose every trial fails would run for
+    // ever, so a long enough run of them ends the search with an error.
+    let mut failures = FailureStreak::new(args.batch);
+    let fail_all = std::env::var_os(FAIL_ALL_TEST_VAR).is_some_and(|v| v == "1");
     let mut ran = [0u64; 3]; // complete, pruned, failed
     let mut done = finished_before;
     let mut metrics: Vec<Metrics> = Vec::new();
@@ -401,7 +403,17 @@ fn optimize(args: &OptimizeArgs, out: &mut Vec<u8>) -> anyhow::Result<()> {
         let mut outcomes = Vec::with_capacity(sets.len());
         for (i, (set, handle)) in sets.into_iter().zip(&handles).enumerate() {
             let rows = &metrics[i * plan.len()..(i + 1) * plan.len()];
-            let (state, value, user_attrs) = trial_outcome(&spec, &plan, rows, &set, &identity);
+            let (mut state, mut value, mut user_attrs) =
+                trial_outcome(&spec, &plan, rows, &set, &identity);
+            if fail_all {
+                state = TrialState::Fail;
+                value = None;
+                user_attrs.push((
+                    "fail_reason".to_string(),
+                    JsonValue::Str(format!("{FAIL_ALL_TEST_VAR}=1")),
+                ));
+            }
+            failures.record(state, &user_attrs);
             match state {
                 TrialState::Complete => ran[0] += 1,
                 TrialState::Pruned => ran[1] += 1,
@@ -423,6 +435,14 @@ fn optimize(args: &OptimizeArgs, out: &mut Vec<u8>) -> anyhow::Result<()> {
         }
         writer.finish_trials(outcomes)?;
         pb.set_position(done.min(target));
+        if let Some(why) = failures.exhausted() {
+            pb.finish_and_clear();
+            writer.close()?;
+            bail!(
+                "study {:?}: stopped after {why}; FAIL trials do not count towards --trials, so the search would never end (they are stored; fix the spec or data, then --resume)",
+                args.study
+            );
+        }
         if let Some(best) = best_so_far {
             pb.set_message(format!("best {best:.6}"));
         }
@@ -456,6 +476,7 @@ fn optimize(args: &OptimizeArgs, out: &mut Vec<u8>) -> anyhow::Result<()> {
             "study_trials": study.trials.len(),
             "seconds": elapsed,
             "transactions": stats.transactions,
+            "outcomes_dropped": stats.outcomes_dropped,
             "best": best.map(|t| json!({
                 "number": t.number,
                 "value": t.value(),
@@ -499,6 +520,13 @@ fn optimize(args: &OptimizeArgs, out: &mut Vec<u8>) -> anyhow::Result<()> {
         ran[2],
         study.trials.len()
     )?;
+    if stats.outcomes_dropped > 0 {
+        writeln!(
+            out,
+            "dropped  {} outcomes: their trials were no longer RUNNING (another process failed them)",
+            stats.outcomes_dropped
+        )?;
+    }
     if stopped_early {
         writeln!(
             out,
@@ -520,6 +548,52 @@ fn optimize(args: &OptimizeArgs, out: &mut Vec<u8>) -> anyhow::Result<()> {
         None => writeln!(out, "best     none (no complete trial)")?,
     }
     Ok(())
+}
+
+/// `ETRADING_OPTIMIZE_TEST_FAIL_ALL=1` turns every trial into a FAIL (for the test of
+/// [`FailureStreak`]: no real spec fails every trial on demand). Unset in normal use.
+const FAIL_ALL_TEST_VAR: &str = "ETRADING_OPTIMIZE_TEST_FAIL_ALL";
+
+/// The run of FAIL trials in a row, and when it is too long: at least 100 trials, and at least
+/// two batches, so that one unlucky batch never ends a search.
+#[derive(Debug)]
+struct FailureStreak {
+    limit: u64,
+    run: u64,
+    last_reason: Option<String>,
+}
+
+impl FailureStreak {
+    fn new(batch: usize) -> FailureStreak {
+        FailureStreak {
+            limit: (2 * batch as u64).max(100),
+            run: 0,
+            last_reason: None,
+        }
+    }
+
+    fn record(&mut self, state: TrialState, attrs: &[(String, JsonValue)]) {
+        if state == TrialState::Fail {
+            self.run += 1;
+            self.last_reason = attrs.iter().find_map(|(k, v)| match (k.as_str(), v) {
+                ("fail_reason", JsonValue::Str(why)) => Some(why.clone()),
+                _ => None,
+            });
+        } else {
+            self.run = 0;
+        }
+    }
+
+    /// What happened, once the run of failures reached the limit.
+    fn exhausted(&self) -> Option<String> {
+        (self.run >= self.limit).then(|| {
+            format!(
+                "{} FAIL trials in a row (the last: {})",
+                self.run,
+                self.last_reason.as_deref().unwrap_or("no reason recorded")
+            )
+        })
+    }
 }
 
 fn param_json(value: &ParamValue) -> serde_json::Value {
@@ -567,4 +641,34 @@ fn load_history(
         }
     }
     Ok(history)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fail(why: &str) -> Vec<(String, JsonValue)> {
+        vec![("fail_reason".to_string(), JsonValue::Str(why.to_string()))]
+    }
+
+    #[test]
+    fn a_run_of_failures_ends_the_search_a_success_resets_it() {
+        let mut streak = FailureStreak::new(8);
+        assert_eq!(streak.limit, 100, "at least 100 trials");
+        assert_eq!(FailureStreak::new(64).limit, 128, "at least two batches");
+        for _ in 0..99 {
+            streak.record(TrialState::Fail, &fail("objective is NaN in window full"));
+        }
+        assert_eq!(streak.exhausted(), None);
+        streak.record(TrialState::Pruned, &[]);
+        for _ in 0..99 {
+            streak.record(TrialState::Fail, &fail("x"));
+        }
+        assert_eq!(streak.exhausted(), None, "a pruned trial reset the run");
+        streak.record(TrialState::Fail, &fail("objective is NaN in window oos_1"));
+        assert_eq!(
+            streak.exhausted().as_deref(),
+            Some("100 FAIL trials in a row (the last: objective is NaN in window oos_1)")
+        );
+    }
 }

@@ -30,7 +30,8 @@ use etrading_reports::run::{
 use etrading_reports::study::StudyExport;
 
 use crate::backtest_cmd::{
-    bracket_tables, funding_of, load_for_spec, market, param_set, read_spec, talib_version,
+    bracket_tables, funding_of, load_for_spec, market, param_set, read_spec, read_spec_and_text,
+    talib_version,
 };
 use crate::data_cmd::DataSelection;
 
@@ -52,10 +53,16 @@ pub struct ReportArgs {
     /// Output folder.
     #[arg(long, default_value = "report")]
     pub out: PathBuf,
-    /// The strategy spec: with --study, instead of the one the study records (user attribute
-    /// `spec_file`); without --study, the spec of the single run to report.
+    /// The strategy spec: without --study, the spec of the single run to report. With
+    /// --study the spec text the study stored is used; a --spec whose text differs from it is
+    /// refused unless --force (a study that stored no text, as Optuna's own, needs --spec or
+    /// reads the file its `spec_file` attribute names).
     #[arg(long)]
     pub spec: Option<PathBuf>,
+    /// With --study: report even when --spec differs from the stored spec text, or when the
+    /// data differ from the data the study was run on (the pages then say what they re-ran).
+    #[arg(long)]
+    pub force: bool,
     /// A param value for the single run, `name=value` (without --study).
     #[arg(long = "set", value_name = "NAME=VALUE")]
     pub set: Vec<String>,
@@ -141,11 +148,7 @@ fn study_report(
     };
     let mut written = Vec::new();
     if !rows.is_empty() {
-        let spec_path = match &args.spec {
-            Some(p) => p.clone(),
-            None => study_spec(&export)?,
-        };
-        let spec = read_spec(&spec_path)?;
+        let (spec_path, spec) = study_spec(args, name, &export)?;
         let capital = args
             .capital
             .or_else(|| {
@@ -159,10 +162,16 @@ fn study_report(
         if let Some(recorded) = export.user_attrs.get("data_hash").and_then(|v| v.as_str())
             && recorded != runner.panel.content_hash()
         {
-            eprintln!(
-                "warning: study {name:?} was run on data sha256:{recorded}; this report re-runs its trials on sha256:{} (pass the study's --data and data options)",
+            let what = format!(
+                "study {name:?} was run on data sha256:{recorded}; this report would re-run its trials on sha256:{}",
                 runner.panel.content_hash()
             );
+            if !args.force {
+                bail!(
+                    "{what}, so its pages would not show the trials' own runs: pass the study's --data and data options (or --force to report on these data)"
+                );
+            }
+            eprintln!("warning: {what} (--force)");
         }
         for row in rows {
             let number = export.number[row];
@@ -222,17 +231,58 @@ fn study_report(
     Ok(())
 }
 
-/// The spec file a study records in its user attributes.
-fn study_spec(export: &StudyExport) -> anyhow::Result<PathBuf> {
-    for key in ["spec_file", "spec_path", "spec"] {
-        if let Some(serde_json::Value::String(p)) = export.user_attrs.get(key) {
-            return Ok(PathBuf::from(p));
+/// The spec a study's trials are re-run with, and the path its pages name: the spec text the
+/// study stored (user attribute `spec`, written by `sweep --study` and `optimize`), checked
+/// against `--spec` when one is given (refused when it differs, unless `--force`); for a study
+/// that stored no text, `--spec` or the file its `spec_file` attribute names.
+fn study_spec(
+    args: &ReportArgs,
+    name: &str,
+    export: &StudyExport,
+) -> anyhow::Result<(PathBuf, Spec)> {
+    let attr = |key: &str| match export.user_attrs.get(key) {
+        Some(serde_json::Value::String(v)) => Some(v.as_str()),
+        _ => None,
+    };
+    let recorded_path = attr("spec_file")
+        .or_else(|| attr("spec_path"))
+        .map(PathBuf::from);
+    let Some(stored) = attr("spec") else {
+        let Some(path) = args.spec.clone().or(recorded_path) else {
+            bail!(
+                "study {name:?} records neither its spec text (user attribute `spec`) nor a spec file (`spec_file`); pass --spec SPEC"
+            );
+        };
+        let spec = read_spec(&path)?;
+        return Ok((path, spec));
+    };
+    if let Some(path) = &args.spec {
+        let (spec, text) = read_spec_and_text(path)?;
+        if text == stored {
+            return Ok((path.clone(), spec));
         }
+        let line = text
+            .lines()
+            .zip(stored.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(text.lines().count().min(stored.lines().count()))
+            + 1;
+        if !args.force {
+            bail!(
+                "{}: its text differs from the spec study {name:?} was run with (first at line {line}), so its trials would be re-run with other rules; leave out --spec to use the stored text, or pass --force",
+                path.display()
+            );
+        }
+        eprintln!(
+            "warning: {}: its text differs from the spec study {name:?} was run with (first at line {line}); re-running its trials with it (--force)",
+            path.display()
+        );
+        return Ok((path.clone(), spec));
     }
-    bail!(
-        "study {:?} records no spec file (study user attribute `spec_file`); pass --spec SPEC",
-        export.study_name
-    )
+    let path = recorded_path.unwrap_or_else(|| PathBuf::from(format!("study {name} spec")));
+    let label = format!("{} (as stored in study {name:?})", path.display());
+    let spec = Spec::parse(&label, stored).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((path, spec))
 }
 
 /// Loads the data once and runs param sets of one spec with the reference engine.

@@ -277,6 +277,7 @@ impl Research {
             &self.brackets_label,
             precision,
         )
+        .scored_by(self.spec.objective.name.name())
     }
 
     pub fn market(&self) -> Market<'_> {

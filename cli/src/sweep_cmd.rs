@@ -19,11 +19,17 @@
 //!
 //! Test hook: `ETRADING_SWEEP_TEST="batch=N,interrupt=K"` runs batches of N sets and stops
 //! after K batches as Ctrl-C does; `abort=K` instead exits at once with status 137 after K
-//! batches, as a SIGKILL would (no merge). Unset in normal use.
+//! batches, as a SIGKILL would (no merge); `sleep_ms=M` waits M ms before each batch (a slow
+//! sweep, for tests that need one still running). Unset in normal use.
+//!
+//! With both `--out` and `--study`, each store is written after the batch is computed, so a
+//! kill or a power cut between the two (or one store's unsynced tail lost) leaves a set in one
+//! store only: `--resume` runs such a set again and writes it to the other store alone.
+//! Each `--out` file has one writer at a time (`FILE.lock`, and the study's own lock).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
@@ -33,15 +39,17 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
+use etrading_db::lock::{LockKind, WriterLock, output_lock_path};
 use etrading_db::study;
 use etrading_kernels::batch;
 use etrading_kernels::engine::Metrics;
 use etrading_kernels::parity::metric_fields;
 use etrading_kernels::search::score_trial;
 use etrading_kernels::spec::{Distribution, ParamSet, ParamValue};
+use etrading_reports::csv_scan::scan_csv;
 use etrading_reports::table::{
-    Batch, Cell, Column, ColumnType, Field, ParquetCheckpoint, ParquetTable, TableFormat,
-    TableWriter,
+    Batch, Cell, Column, ColumnType, Field, ParquetCheckpoint, ParquetTable, TableError,
+    TableFormat, TableWriter,
 };
 
 use crate::identity::{RunIdentity, value_text};
@@ -95,6 +103,25 @@ struct Ranked {
 
 const BATCH_CAP: usize = 16_384;
 
+/// The sets a store (the `--out` file or the `--study`) already holds.
+#[derive(Debug, Default)]
+struct Stored {
+    /// Grid indices.
+    sets: BTreeSet<u64>,
+    /// The objective of each ranked one.
+    ranked: BTreeMap<u64, f64>,
+}
+
+impl Stored {
+    fn insert(&mut self, grid_index: u64, objective: Option<f64>) {
+        if self.sets.insert(grid_index)
+            && let Some(v) = objective.filter(|v| !v.is_nan())
+        {
+            self.ranked.insert(grid_index, v);
+        }
+    }
+}
+
 pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     if args.resume && args.out.is_none() && args.study.is_none() {
         bail!("--resume continues the sweep stored in --out FILE or --study NAME; give one");
@@ -126,8 +153,24 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let batch_sets = test_hook
         .batch_sets
         .unwrap_or(memory.batch_sets.min(BATCH_CAP));
-    let mut done: BTreeSet<u64> = BTreeSet::new();
-    let mut earlier: Vec<(u64, f64)> = Vec::new();
+    // What each store already holds (grid index, and the objective of a ranked set): a set is
+    // skipped only when every store of this run holds it; one that a kill or a power cut left
+    // in one store only is run again and written to the other, so neither keeps a gap.
+    let mut in_out = Stored::default();
+    let mut in_study = Stored::default();
+    // One writer per output file: a second sweep (or resume) into it is refused while this
+    // one runs (released when the process ends, however it ends).
+    let _out_lock = match &args.out {
+        Some(path) => Some(
+            WriterLock::acquire(
+                &output_lock_path(path),
+                &format!("the sweep output {}", path.display()),
+                LockKind::Exclusive,
+            )
+            .map_err(anyhow::Error::new)?,
+        ),
+        None => None,
+    };
     let mut writer = match &args.out {
         Some(path) => Some(open_output(
             path,
@@ -135,14 +178,44 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             &identity,
             sweep_metadata(&research, &identity, &backend_label),
             args.resume,
-            &mut done,
-            &mut earlier,
+            &mut in_out,
         )?),
         None => None,
     };
     let study = match &args.study {
-        Some(name) => Some(open_study(args, &research, &identity, name, &mut done)?),
+        Some(name) => Some(open_study(args, &research, &identity, name, &mut in_study)?),
         None => None,
+    };
+    let stored_everywhere = |i: &u64| {
+        (writer.is_none() || in_out.sets.contains(i))
+            && (study.is_none() || in_study.sets.contains(i))
+    };
+    let done: BTreeSet<u64> = in_out
+        .sets
+        .iter()
+        .chain(&in_study.sets)
+        .copied()
+        .filter(|i| stored_everywhere(i))
+        .collect();
+    // Sets ranked in an earlier run compete in this run's ranking (the out file's objective
+    // column, or the study's values).
+    let mut earlier: Vec<(u64, f64)> = in_out
+        .ranked
+        .iter()
+        .chain(&in_study.ranked)
+        .filter(|(i, _)| done.contains(i))
+        .map(|(&i, &v)| (i, v))
+        .collect::<BTreeMap<u64, f64>>()
+        .into_iter()
+        .collect();
+    let refill = if writer.is_some() && study.is_some() {
+        in_out
+            .sets
+            .union(&in_study.sets)
+            .filter(|i| !done.contains(i))
+            .count()
+    } else {
+        0
     };
     todo.retain(|i| !done.contains(i));
 
@@ -178,8 +251,19 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         if !done.is_empty() {
             writeln!(
                 out,
-                "resuming: {} sets already in the output file",
-                done.len()
+                "resuming: {} sets already stored{}",
+                done.len(),
+                match (&args.out, &args.study) {
+                    (Some(_), Some(_)) => " in both --out and --study",
+                    (Some(_), None) => " in the output file",
+                    _ => " in the study",
+                }
+            )?;
+        }
+        if refill > 0 {
+            writeln!(
+                out,
+                "resuming: {refill} sets stored in only one of --out and --study run again to fill the other"
             )?;
         }
     }
@@ -221,6 +305,7 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                     .iter()
                     .zip(&sets)
                     .enumerate()
+                    .filter(|(_, (grid_index, _))| !in_study.sets.contains(grid_index))
                     .map(|(k, (&grid_index, set))| {
                         let (state, value, user_attrs) = crate::optimize_cmd::trial_outcome(
                             spec,
@@ -258,7 +343,7 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                     .and_then(|i| set.values[i].as_f64())
                     .unwrap_or(1.0);
                 let score = score_trial(&spec.objective, &research.windows, metrics, leverage);
-                if writer.is_some() {
+                if writer.is_some() && !in_out.sets.contains(&grid_index) {
                     push_row(&mut rows_out, grid_index, set, &score.value, metrics)?;
                 }
                 match score.value {
@@ -403,13 +488,14 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
 type StudySink = (study::StudyWriter, Vec<(String, Distribution)>);
 
 /// Opens (or, with `--resume`, reopens) the sweep's study; grid points already stored as
-/// trials join `done`, so a resumed sweep never stores one twice.
+/// trials (and the values of the COMPLETE ones) go into `stored`, so a resumed sweep never
+/// stores one twice and ranks them with its own.
 fn open_study(
     args: &SweepArgs,
     research: &Research,
     identity: &RunIdentity,
     name: &str,
-    done: &mut BTreeSet<u64>,
+    stored: &mut Stored,
 ) -> anyhow::Result<StudySink> {
     let spec = &research.spec;
     let path = study::parse_storage_url(&args.storage)?;
@@ -418,10 +504,6 @@ fn open_study(
     }
     let distributions = study::space_distributions(&spec.params);
     let mut attrs = vec![
-        (
-            "objective".to_string(),
-            study::JsonValue::Str(spec.objective.name.name().into()),
-        ),
         (
             "strategy_id".to_string(),
             study::JsonValue::Str(spec.strategy.id.clone()),
@@ -448,13 +530,24 @@ fn open_study(
             identity: identity.study_keys(),
         },
     )?;
+    if report.failed_running > 0 {
+        eprintln!(
+            "note: study {name:?}: {} RUNNING trials left by a killed run marked FAIL",
+            report.failed_running
+        );
+    }
     if !report.created {
-        let stored = study::StudyFile::open(&path)?.load(name)?;
-        for trial in &stored.trials {
+        let trials = study::StudyFile::open(&path)?.load(name)?.trials;
+        for trial in &trials {
             if let Some((_, study::JsonValue::Int(i))) =
                 trial.system_attrs.iter().find(|(k, _)| k == "grid_index")
+                && let Ok(i) = u64::try_from(*i)
             {
-                done.insert(*i as u64);
+                let value = match trial.state {
+                    study::TrialState::Complete => trial.value(),
+                    _ => None,
+                };
+                stored.insert(i, value);
             }
         }
     }
@@ -701,6 +794,7 @@ struct TestHook {
     batch_sets: Option<usize>,
     interrupt_after: Option<usize>,
     abort_after: Option<usize>,
+    sleep_ms: Option<usize>,
 }
 
 impl TestHook {
@@ -719,11 +813,12 @@ impl TestHook {
                 "batch" => Some(&mut hook.batch_sets),
                 "interrupt" => Some(&mut hook.interrupt_after),
                 "abort" => Some(&mut hook.abort_after),
+                "sleep_ms" => Some(&mut hook.sleep_ms),
                 _ => None,
             };
             let (Some(slot), Some(n)) = (slot, n) else {
                 bail!(
-                    "{}={text:?}: {item:?} is not batch=N, interrupt=N or abort=N (N a positive whole number)",
+                    "{}={text:?}: {item:?} is not batch=N, interrupt=N, abort=N or sleep_ms=N (N a positive whole number)",
                     Self::VAR
                 );
             };
@@ -732,9 +827,13 @@ impl TestHook {
         Ok(hook)
     }
 
-    /// Called before batch `n` (from 0): after `interrupt=K` batches the sweep stops as on
-    /// Ctrl-C; after `abort=K` the process exits at once, merging nothing, as on SIGKILL.
+    /// Called before batch `n` (from 0): after `sleep_ms=M` it waits; after `interrupt=K`
+    /// batches the sweep stops as on Ctrl-C; after `abort=K` the process exits at once,
+    /// merging nothing, as on SIGKILL.
     fn before_batch(&self, n: usize, interrupted: &AtomicBool) {
+        if let Some(ms) = self.sleep_ms {
+            std::thread::sleep(std::time::Duration::from_millis(ms as u64));
+        }
         if self.abort_after == Some(n) {
             std::process::exit(137);
         }
@@ -808,8 +907,7 @@ fn open_parquet(
     identity: &RunIdentity,
     metadata: Vec<(String, String)>,
     resume: bool,
-    done: &mut BTreeSet<u64>,
-    earlier: &mut Vec<(u64, f64)>,
+    stored: &mut Stored,
 ) -> anyhow::Result<Output> {
     let parts = ParquetCheckpoint::parts_dir(path);
     if !resume && path.exists() {
@@ -856,11 +954,7 @@ fn open_parquet(
                 let index = index.and_then(|i| u64::try_from(i).ok()).with_context(|| {
                     format!("{file}: row group {i}: a grid_index that is null or negative")
                 })?;
-                if done.insert(index)
-                    && let Some(value) = value
-                {
-                    earlier.push((index, *value));
-                }
+                stored.insert(index, *value);
             }
         }
     }
@@ -879,19 +973,19 @@ fn csv_record_path(path: &Path) -> PathBuf {
 
 /// Opens the output: a Parquet checkpoint when its name ends in `.parquet` ([`open_parquet`]),
 /// else a CSV: a new file (refusing to overwrite one), or with `resume` an existing CSV whose
-/// header must match, collecting the grid indices it already holds (a row cut by a kill is
-/// dropped) and appending after them.
+/// header must match, collecting the grid indices (and objectives) of its complete records
+/// into `stored` and cutting the file after the last of them (a record torn by a kill or a
+/// power cut is dropped, see `etrading_reports::csv_scan`) before appending.
 fn open_output(
     path: &Path,
     fields: Vec<Field>,
     identity: &RunIdentity,
     metadata: Vec<(String, String)>,
     resume: bool,
-    done: &mut BTreeSet<u64>,
-    earlier: &mut Vec<(u64, f64)>,
+    stored: &mut Stored,
 ) -> anyhow::Result<Output> {
     if is_parquet(path) {
-        return open_parquet(path, fields, identity, metadata, resume, done, earlier);
+        return open_parquet(path, fields, identity, metadata, resume, stored);
     }
     let exists = path.exists();
     if exists && !resume {
@@ -900,7 +994,6 @@ fn open_output(
             path.display()
         );
     }
-    let header: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
     let record = csv_record_path(path);
     if exists {
         let text = match std::fs::read_to_string(&record) {
@@ -914,57 +1007,48 @@ fn open_output(
                 return Err(e).with_context(|| format!("reading {}", record.display()));
             }
         };
-        let stored: Vec<(String, String)> = serde_json::from_str::<serde_json::Map<_, _>>(&text)
-            .with_context(|| format!("{}: not a sweep record (a JSON object)", record.display()))?
-            .into_iter()
-            .map(|(k, v)| match v {
-                serde_json::Value::String(v) => Ok((k, v)),
-                other => bail!("{}: {k} is {other}, expected a string", record.display()),
-            })
-            .collect::<anyhow::Result<_>>()?;
+        let stored_metadata: Vec<(String, String)> =
+            serde_json::from_str::<serde_json::Map<_, _>>(&text)
+                .with_context(|| {
+                    format!("{}: not a sweep record (a JSON object)", record.display())
+                })?
+                .into_iter()
+                .map(|(k, v)| match v {
+                    serde_json::Value::String(v) => Ok((k, v)),
+                    other => bail!("{}: {k} is {other}, expected a string", record.display()),
+                })
+                .collect::<anyhow::Result<_>>()?;
         identity.check_sweep(
             &record.display().to_string(),
-            &stored,
+            &stored_metadata,
             "choose another --out",
         )?;
         let file = File::open(path).with_context(|| format!("reading {}", path.display()))?;
-        let mut lines = BufReader::new(file).lines();
-        let first = lines
-            .next()
-            .transpose()
-            .with_context(|| format!("reading {}", path.display()))?
-            .unwrap_or_default();
-        if first != header.join(",") {
-            bail!(
-                "{}: its columns are not this sweep's (another spec, --set or window split); choose another --out",
+        let objective = fields
+            .iter()
+            .position(|f| f.name == "objective")
+            .context("the sweep output has an objective column")?;
+        let label = path.display().to_string();
+        let scan = scan_csv(&label, BufReader::new(file), &fields, |row| {
+            // Complete records hold an integer grid index and a float or empty objective.
+            let number = |i: usize| std::str::from_utf8(&row[i]).ok();
+            if let Some(index) = number(0).and_then(|t| t.parse::<u64>().ok()) {
+                stored.insert(index, number(objective).and_then(|t| t.parse().ok()));
+            }
+        })
+        .map_err(|e| match e {
+            TableError::Shape { .. } => {
+                anyhow::anyhow!("{e} (another spec, --set or window split); choose another --out")
+            }
+            e => anyhow::Error::new(e),
+        })?;
+        if let Some((line, why)) = &scan.torn {
+            eprintln!(
+                "note: {}:{line}: an incomplete record ({why}) and what follows it are dropped; their sets run again",
                 path.display()
             );
         }
-        let mut complete_len = first.len() as u64 + 1;
-        for (n, line) in lines.enumerate() {
-            let line = line.with_context(|| format!("reading {}", path.display()))?;
-            let fields = line.split(',').count();
-            if fields != header.len() {
-                // A row cut by a kill: dropped, and recomputed.
-                break;
-            }
-            let index: u64 = line
-                .split(',')
-                .next()
-                .and_then(|f| f.parse().ok())
-                .with_context(|| {
-                    format!("{}:{}: grid_index is not a number", path.display(), n + 2)
-                })?;
-            done.insert(index);
-            let objective = header
-                .iter()
-                .position(|h| *h == "objective")
-                .and_then(|c| line.split(',').nth(c));
-            if let Some(value) = objective.and_then(|v| v.parse::<f64>().ok()) {
-                earlier.push((index, value));
-            }
-            complete_len += line.len() as u64 + 1;
-        }
+        let complete_len = scan.complete_len;
         let file = OpenOptions::new()
             .write(true)
             .open(path)
@@ -983,7 +1067,7 @@ fn open_output(
         )?;
         Ok(Output::Csv {
             writer: Box::new(writer),
-            stored: done.len() as u64,
+            stored: scan.rows,
         })
     } else {
         let object: serde_json::Map<String, serde_json::Value> = metadata

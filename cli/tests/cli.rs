@@ -762,3 +762,454 @@ fn parity_checks_the_f32_lanes_under_the_f32_policy() {
         .collect();
     assert_eq!(names, ["simd f64", "simd f32"]);
 }
+
+/// `etrading ARGS` with extra environment variables.
+fn etrading_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_etrading"));
+    cmd.args(args)
+        .current_dir(root())
+        .env_remove("ETRADING_SWEEP_TEST");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+/// The RSI+EMA spec with `min_trades` set, written into `dir`; its grid (after [`BANDS`])
+/// is the 25 RSI bands at one leverage and EMA.
+fn banded_spec(dir: &Path, min_trades: u64) -> PathBuf {
+    let text = std::fs::read_to_string(root().join("examples/rsi_ema.toml")).unwrap();
+    let path = dir.join(format!("rsi_ema_min{min_trades}.toml"));
+    std::fs::write(
+        &path,
+        format!("{text}\n[objective]\nname = \"calmar\"\nmin_trades = {min_trades}\n"),
+    )
+    .unwrap();
+    path
+}
+
+const BANDS: [&str; 8] = [
+    "--set",
+    "rsi_window=14",
+    "--set",
+    "ema_long=200",
+    "--set",
+    "leverage=2",
+    "--quiet",
+    "--json",
+];
+
+/// A sweep of [`banded_spec`] with `extra` flags.
+fn banded_sweep(spec: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut args = vec!["sweep", spec.to_str().unwrap()];
+    args.extend(BANDS);
+    args.extend(extra);
+    etrading_env(&args, env)
+}
+
+/// The CSV's data lines, sorted.
+fn sorted_lines(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines: Vec<String> = text.lines().skip(1).map(str::to_string).collect();
+    lines.sort_unstable();
+    lines
+}
+
+/// A sweep output whose rows hold quoted prune reasons with commas: the spec's `min_trades`
+/// is the median trade count of the grid, so about half the sets are pruned.
+fn pruned_reference(dir: &Path) -> (PathBuf, PathBuf, String) {
+    let probe = dir.join("probe.csv");
+    let out = banded_sweep(
+        &banded_spec(dir, 1),
+        &["--out", probe.to_str().unwrap()],
+        &[],
+    );
+    stdout(&out);
+    let text = std::fs::read_to_string(&probe).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    // Counted from the end: the columns after the (quoted) prune reason hold no comma.
+    let from_end = header.len() - 1 - header.iter().position(|h| *h == "full_n_trades").unwrap();
+    let mut trades: Vec<u64> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.rsplit(',').nth(from_end).unwrap().parse().unwrap())
+        .collect();
+    trades.sort_unstable();
+    let spec = banded_spec(dir, trades[trades.len() / 2]);
+    let reference = dir.join("reference.csv");
+    stdout(&banded_sweep(
+        &spec,
+        &["--out", reference.to_str().unwrap()],
+        &[],
+    ));
+    let text = std::fs::read_to_string(&reference).unwrap();
+    assert_eq!(text.lines().count(), 26, "header + 25 sets");
+    assert!(
+        text.contains("\"min_trades: ") && text.contains(" needed\""),
+        "quoted reasons: {text}"
+    );
+    (spec, reference, text)
+}
+
+#[test]
+fn sweep_csv_resume_keeps_the_complete_records_wherever_a_kill_cut_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spec, reference, text) = pruned_reference(dir.path());
+    let expected = sorted_lines(&reference);
+    let bytes = text.as_bytes();
+    let ends: Vec<usize> = bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'\n')
+        .map(|(i, _)| i + 1)
+        .collect();
+    // Cuts: at row ends, one byte before (the last field without its line end), one after,
+    // inside a quoted reason (after its comma), and zero padding after a complete row.
+    let mut cuts: Vec<(usize, bool)> = Vec::new();
+    for (k, &end) in ends.iter().enumerate().skip(1).step_by(3) {
+        cuts.extend([
+            (end, false),
+            (end - 1, false),
+            (end + 1, false),
+            (end, true),
+        ]);
+        if let Some(quote) = text[ends[k - 1]..end].find(", at least") {
+            cuts.push((ends[k - 1] + quote + 1, false));
+        }
+    }
+    let out = dir.path().join("cut.csv");
+    let record = dir.path().join("cut.csv.sweep.json");
+    std::fs::copy(dir.path().join("reference.csv.sweep.json"), &record).unwrap();
+    for (cut, zeros) in cuts {
+        let cut = cut.min(bytes.len());
+        let mut written = bytes[..cut].to_vec();
+        if zeros {
+            written.extend([0u8; 100]);
+        }
+        std::fs::write(&out, &written).unwrap();
+        let complete = ends.iter().filter(|&&e| e <= cut).count() - 1;
+        let resumed = banded_sweep(&spec, &["--out", out.to_str().unwrap(), "--resume"], &[]);
+        let summary: serde_json::Value = serde_json::from_str(&stdout(&resumed)).unwrap();
+        assert_eq!(summary["resumed"], complete as u64, "cut at {cut}");
+        assert_eq!(summary["computed"], 25 - complete as u64, "cut at {cut}");
+        assert_eq!(
+            sorted_lines(&out),
+            expected,
+            "cut at {cut} (zeros: {zeros})"
+        );
+    }
+}
+
+#[test]
+fn sweep_out_and_study_each_fill_the_others_gaps_on_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spec, reference, _) = pruned_reference(dir.path());
+    let db = dir.path().join("s.db");
+    let storage = format!("sqlite:///{}", db.display());
+    let out = dir.path().join("both.csv");
+    let args = [
+        "--out",
+        out.to_str().unwrap(),
+        "--study",
+        "both",
+        "--storage",
+        &storage,
+    ];
+    stdout(&banded_sweep(&spec, &args, &[]));
+    let count_trials = || -> (i64, i64) {
+        let con = rusqlite::Connection::open(&db).unwrap();
+        con.query_row(
+            "SELECT COUNT(*), COUNT(DISTINCT value_json) FROM trial_system_attributes WHERE key = 'grid_index'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
+    };
+    assert_eq!(count_trials(), (25, 25));
+    let mut resume = args.to_vec();
+    resume.push("--resume");
+
+    // The study committed, the out file lost its last rows: they are written to the file only.
+    let text = std::fs::read_to_string(&out).unwrap();
+    let keep: String = text
+        .lines()
+        .take(1 + 10)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&out, keep).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(&stdout(&banded_sweep(&spec, &resume, &[]))).unwrap();
+    assert_eq!(
+        (summary["resumed"].as_u64(), summary["computed"].as_u64()),
+        (Some(10), Some(15))
+    );
+    assert_eq!(sorted_lines(&out), sorted_lines(&reference));
+    assert_eq!(count_trials(), (25, 25), "no trial stored twice");
+
+    // The out file is whole, the study lost trials (a power cut before its WAL was synced):
+    // they are written to the study only.
+    {
+        let con = rusqlite::Connection::open(&db).unwrap();
+        let ids = "SELECT trial_id FROM trials WHERE number >= 18";
+        for table in [
+            "trial_params",
+            "trial_values",
+            "trial_user_attributes",
+            "trial_system_attributes",
+            "trial_intermediate_values",
+            "trial_heartbeats",
+        ] {
+            con.execute(
+                &format!("DELETE FROM {table} WHERE trial_id IN ({ids})"),
+                [],
+            )
+            .unwrap();
+        }
+        con.execute("DELETE FROM trials WHERE number >= 18", [])
+            .unwrap();
+    }
+    assert_eq!(count_trials(), (18, 18));
+    let before = std::fs::read(&out).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(&stdout(&banded_sweep(&spec, &resume, &[]))).unwrap();
+    assert_eq!(
+        (summary["resumed"].as_u64(), summary["computed"].as_u64()),
+        (Some(18), Some(7))
+    );
+    assert_eq!(count_trials(), (25, 25));
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        before,
+        "the out file was whole"
+    );
+}
+
+#[test]
+fn a_resumed_study_sweep_ranks_the_sets_of_earlier_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = sweep_json(&[]);
+    let storage = format!("sqlite:///{}", dir.path().join("s.db").display());
+    let study = ["--study", "ranked", "--storage", &storage];
+    let stopped = sweep_hooked(Some("batch=3,interrupt=2"), &study);
+    assert!(!stopped.status.success(), "interrupted");
+    let mut resume = study.to_vec();
+    resume.push("--resume");
+    let resumed: serde_json::Value =
+        serde_json::from_str(&stdout(&sweep_hooked(None, &resume))).unwrap();
+    assert_eq!(
+        (resumed["resumed"].as_u64(), resumed["computed"].as_u64()),
+        (Some(6), Some(4))
+    );
+    assert_eq!(resumed["ranked"], full["ranked"]);
+    assert_eq!(
+        resumed["top"], full["top"],
+        "the 6 sets of the first run are ranked too"
+    );
+}
+
+#[test]
+fn a_second_writer_of_a_sweep_output_or_study_is_refused_while_the_first_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("locked.csv");
+    let storage = format!("sqlite:///{}", dir.path().join("s.db").display());
+    let mut args = vec!["sweep", "examples/rsi_ema.toml", "--set", "ema_long=200"];
+    args.extend(SMALL_GRID);
+    args.extend([
+        "--out",
+        out.to_str().unwrap(),
+        "--study",
+        "locked",
+        "--storage",
+        &storage,
+    ]);
+    let mut first = Command::new(env!("CARGO_BIN_EXE_etrading"))
+        .args(&args)
+        .current_dir(root())
+        .env("ETRADING_SWEEP_TEST", "batch=1,sleep_ms=500")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lock = dir.path().join("locked.csv.lock");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !(lock.exists() && out.exists()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first sweep never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mut second = args.clone();
+    second.push("--resume");
+    let refused = etrading_env(&second, &[]);
+    assert!(!refused.status.success());
+    let err = stderr(&refused);
+    assert!(
+        err.contains(&format!(
+            "error: the sweep output {} is being written by another etrading process (pid {}; lock {})",
+            out.display(),
+            first.id(),
+            lock.display()
+        )),
+        "{err}"
+    );
+    // The study alone is locked too: a resume would fail the first one's trials.
+    let study_only: Vec<&str> = second
+        .iter()
+        .copied()
+        .filter(|a| *a != "--out" && *a != out.to_str().unwrap())
+        .collect();
+    let refused = etrading_env(&study_only, &[]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("study \"locked\" in ")
+            && stderr(&refused).contains("is being written by another etrading process"),
+        "{}",
+        stderr(&refused)
+    );
+    let status = first.wait().unwrap();
+    assert!(status.success(), "the first sweep finished");
+    assert!(!lock.exists(), "its lock file is removed");
+    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 11);
+    // Now the resume runs, and finds everything done.
+    let again: serde_json::Value =
+        serde_json::from_str(&stdout(&etrading_env(&second, &[]))).unwrap();
+    assert_eq!(again["computed"], 0);
+}
+
+/// `etrading optimize examples/rsi_ema.toml --study NAME` into `storage` with `extra` flags.
+fn optimize(storage: &str, name: &str, extra: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut args = vec![
+        "optimize",
+        "examples/rsi_ema.toml",
+        "--study",
+        name,
+        "--storage",
+        storage,
+        "--quiet",
+        "--jobs",
+        "1",
+    ];
+    args.extend(extra);
+    etrading_env(&args, env)
+}
+
+#[test]
+fn optimize_stops_with_an_error_when_every_trial_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = format!("sqlite:///{}", dir.path().join("s.db").display());
+    let out = optimize(
+        &storage,
+        "failing",
+        &["--trials", "10", "--batch", "8", "--sampler", "random"],
+        &[("ETRADING_OPTIMIZE_TEST_FAIL_ALL", "1")],
+    );
+    assert!(!out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out).trim_end(),
+        "error: study \"failing\": stopped after 104 FAIL trials in a row (the last: ETRADING_OPTIMIZE_TEST_FAIL_ALL=1); FAIL trials do not count towards --trials, so the search would never end (they are stored; fix the spec or data, then --resume)"
+    );
+    let con = rusqlite::Connection::open(dir.path().join("s.db")).unwrap();
+    let states: Vec<(String, i64)> = con
+        .prepare("SELECT state, COUNT(*) FROM trials GROUP BY state")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        states,
+        [("FAIL".to_string(), 104)],
+        "stored, none left RUNNING"
+    );
+}
+
+#[test]
+fn optimize_resume_with_another_objective_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = format!("sqlite:///{}", dir.path().join("s.db").display());
+    let flags = ["--trials", "4", "--batch", "4", "--sampler", "random"];
+    let first = optimize(&storage, "obj", &flags, &[]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let mut again = flags.to_vec();
+    again.extend(["--resume", "--objective", "robust"]);
+    let refused = optimize(&storage, "obj", &again, &[]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains(
+            r#"study "obj" was computed with objective = "risk_adjusted", this run has objective = "robust""#
+        ),
+        "{}",
+        stderr(&refused)
+    );
+    // The same objective resumes.
+    let same = [
+        "--trials",
+        "8",
+        "--batch",
+        "4",
+        "--sampler",
+        "random",
+        "--resume",
+        "--objective",
+        "risk_adjusted",
+    ];
+    let resumed = optimize(&storage, "obj", &same, &[]);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+}
+
+#[test]
+fn a_study_report_re_runs_the_stored_spec_and_refuses_other_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("rsi_ema.toml");
+    std::fs::copy(root().join("examples/rsi_ema.toml"), &spec).unwrap();
+    let storage = format!("sqlite:///{}", dir.path().join("s.db").display());
+    let mut args = vec!["sweep", spec.to_str().unwrap(), "--set", "ema_long=200"];
+    args.extend(SMALL_GRID);
+    args.extend(["--study", "rep", "--storage", &storage]);
+    stdout(&etrading_env(&args, &[]));
+    let report_dir = dir.path().join("report");
+    let report = |extra: &[&str]| {
+        let mut args = vec![
+            "report",
+            "--study",
+            "rep",
+            "--storage",
+            &storage,
+            "--out",
+            report_dir.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        etrading_env(&args, &[])
+    };
+    let plain = stdout(&report(&[]));
+    let page = plain.lines().nth(1).expect("a trial page");
+    let html = std::fs::read_to_string(page).unwrap();
+    // The spec file is edited after the sweep: the report still re-runs the stored text.
+    let text = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(&spec, text.replace("stop_loss = 0.05", "stop_loss = 0.02")).unwrap();
+    let again = stdout(&report(&[]));
+    assert_eq!(std::fs::read_to_string(page).unwrap(), html, "{again}");
+    // An edited --spec is refused, unless --force.
+    let refused = report(&["--spec", spec.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    let err = stderr(&refused);
+    assert!(
+        err.contains("its text differs from the spec study \"rep\" was run with (first at line")
+            && err.contains("leave out --spec to use the stored text, or pass --force"),
+        "{err}"
+    );
+    let forced = report(&["--spec", spec.to_str().unwrap(), "--force"]);
+    assert!(forced.status.success(), "{}", stderr(&forced));
+    assert!(stderr(&forced).contains("(--force)"));
+    // Other data: refused, unless --force.
+    let other = report(&["--from", "2025-06-01"]);
+    assert!(!other.status.success());
+    assert!(
+        stderr(&other).contains("so its pages would not show the trials' own runs"),
+        "{}",
+        stderr(&other)
+    );
+    let forced = report(&["--from", "2025-06-01", "--force"]);
+    assert!(forced.status.success(), "{}", stderr(&forced));
+}

@@ -4,5 +4,6 @@
 //! Invariant: db stores and loads; it runs no backtest and knows no strategy semantics beyond
 //! the types it persists.
 
+pub mod lock;
 pub mod pg;
 pub mod study;

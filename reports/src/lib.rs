@@ -4,6 +4,7 @@
 //! `schema` field naming its type and version.
 
 pub mod backtest;
+pub mod csv_scan;
 pub mod inspect;
 pub mod run;
 pub mod study;

@@ -254,3 +254,32 @@ def test_ctrl_c_stops_cleanly_then_resume(etrading_bin: Path, tmp_path: Path):
     assert len(trials) == 400
     points = [tuple(sorted(t.params.items())) for t in trials]
     assert len(points) == len(set(points)), "a grid point was evaluated twice"
+
+
+def test_a_resume_beside_a_live_run_is_refused(etrading_bin: Path, tmp_path: Path):
+    """A --resume marks the RUNNING trials it finds FAIL: beside a live run of the same study
+    that would fail the live run's trials and drop its results, so it is refused (the study's
+    writer lock), and the live run finishes with every trial its own."""
+    db = tmp_path / "live.db"
+    cmd = [str(etrading_bin), "optimize", str(SPEC), "--study", "live", "--storage",
+           storage(db), "--data", str(SAMPLE_DATA), "--sampler", "grid", "--trials", "200",
+           "--batch", "8", "--backend", "scalar", "--jobs", "1", "--json"]
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    wait_for_finished_trials(proc, db, 16)
+    assert proc.poll() is None, "the run finished before a second writer could try"
+    second = optimize(etrading_bin, db, "live", "--resume", "--sampler", "grid", "--trials",
+                      "200", check=False)
+    assert second.returncode == 1
+    assert f'study "live" in {db} is being written by another etrading process (pid {proc.pid}' \
+        in second.stderr, second.stderr
+    # Another study in the same file is not locked.
+    optimize(etrading_bin, db, "other", "--sampler", "random", "--trials", "8", "--batch", "8")
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr
+    summary = json.loads(stdout)
+    assert summary["outcomes_dropped"] == 0
+    trials = optuna.load_study(study_name="live", storage=storage(db)).get_trials(deepcopy=False)
+    assert len(trials) == 200
+    assert all(t.state != optuna.trial.TrialState.FAIL for t in trials)
+    assert not (tmp_path / "live.db.study-live.lock").exists()

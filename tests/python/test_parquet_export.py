@@ -189,3 +189,48 @@ def test_sweep_parquet_resume_refuses_another_sweep(etrading_bin: Path, tmp_path
     assert proc.returncode == 1
     assert proc.stderr.startswith(f"error: {parquet}: another sweep's output: the capital differs")
     assert parquet.read_bytes() == stored
+
+
+def test_sweep_csv_resumes_after_real_kills(etrading_bin: Path, tmp_path: Path):
+    """SIGKILL at arbitrary moments of a CSV sweep (wherever the kernel stops it: mid-batch,
+    mid-row), each followed by --resume: the final file holds every grid point exactly once,
+    with the values of an uninterrupted run."""
+    import random
+    import signal
+    import time
+
+    grid = ["--set", "rsi_window=14", "--set", "ema_long=200"]  # 5 x 5 x 10 = 250 sets
+    reference = tmp_path / "reference.csv"
+    run(etrading_bin, "sweep", str(SPEC), "--data", str(SAMPLE_DATA), *grid,
+        "--out", str(reference), "--quiet", "--json")
+    out = tmp_path / "killed.csv"
+    env = dict(os.environ, ETRADING_SWEEP_TEST="batch=7,sleep_ms=30")
+    rng = random.Random(7)
+    kills = 0
+    for attempt in range(6):
+        cmd = [str(etrading_bin), "sweep", str(SPEC), "--data", str(SAMPLE_DATA), *grid,
+               "--out", str(out), "--quiet", "--json"] + (["--resume"] if attempt else [])
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        size = out.stat().st_size if out.exists() else 0
+        deadline = time.monotonic() + 120
+        # Let it write something new, then kill it a random moment later.
+        while proc.poll() is None and time.monotonic() < deadline:
+            if out.exists() and out.stat().st_size > size:
+                break
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0.0, 0.25))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+    assert kills >= 3, "the sweep finished before it could be killed often enough"
+    proc = subprocess.run([str(etrading_bin), "sweep", str(SPEC), "--data", str(SAMPLE_DATA),
+                           *grid, "--out", str(out), "--quiet", "--json", "--resume"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    header, rows = read_csv(out)
+    ref_header, ref_rows = read_csv(reference)
+    assert header == ref_header
+    assert len(rows) == 250
+    assert sorted(rows) == sorted(ref_rows)

@@ -176,6 +176,9 @@ pub enum StudyError {
         study: String,
         message: String,
     },
+    /// Another live process writes the study ([`crate::lock`]).
+    #[error(transparent)]
+    Locked(#[from] crate::lock::LockError),
     #[error("storage {url:?}: {message}")]
     Url { url: String, message: String },
     #[error("{path}: no such study file")]

@@ -25,6 +25,7 @@ use super::distribution::distribution_json;
 use super::pyjson::JsonValue;
 use super::schema::{open_for_writing, sqlite_error};
 use super::{Direction, StudyError, TrialState, display, now_text};
+use crate::lock::{LockKind, WriterLock, study_lock_path};
 
 /// What to do with the study name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -192,6 +193,8 @@ pub struct StudyWriter {
     sender: Option<SyncSender<Msg>>,
     thread: Option<JoinHandle<()>>,
     failure: Arc<Mutex<Option<String>>>,
+    /// Held while the writer lives: exclusive for [`OpenMode::Resume`], shared otherwise.
+    _lock: WriterLock,
 }
 
 impl StudyWriter {
@@ -201,6 +204,18 @@ impl StudyWriter {
         options: StudyOptions,
     ) -> Result<(StudyWriter, OpenReport), StudyError> {
         let mut conn = open_for_writing(path)?;
+        // A resume fails the RUNNING trials it finds, which is only right when no other live
+        // process is running them: it must be the study's only writer. Creating and joining
+        // writers run beside each other, never beside a resume.
+        let kind = match options.mode {
+            OpenMode::Resume => LockKind::Exclusive,
+            OpenMode::Create | OpenMode::Join => LockKind::Shared,
+        };
+        let lock = WriterLock::acquire(
+            &study_lock_path(path, &options.name),
+            &format!("study {:?} in {}", options.name, display(path)),
+            kind,
+        )?;
         let report = open_study(&mut conn, path, &options)?;
         let checkpointer = Checkpointer::start(path);
         if checkpointer.is_some() {
@@ -239,6 +254,7 @@ impl StudyWriter {
                 sender: Some(sender),
                 thread: Some(thread),
                 failure,
+                _lock: lock,
             },
             report,
         ))
