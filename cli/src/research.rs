@@ -188,10 +188,18 @@ impl BackendArg {
                 Ok(info)
                     if info.is_hardware && (precision.gpu() == Precision::F32 || info.has_f64) =>
                 {
-                    (
-                        Backend::Gpu(precision.gpu()),
-                        format!("{} [auto: hardware GPU]", gpu(&info)),
-                    )
+                    // A GPU whose compiler breaks the f32 compensation is not used for f32
+                    // (the context's self-check, `GpuContext::self_check`).
+                    match etrading_kernels::gpu::GpuContext::new(precision.gpu()) {
+                        Ok(_) => (
+                            Backend::Gpu(precision.gpu()),
+                            format!("{} [auto: hardware GPU]", gpu(&info)),
+                        ),
+                        Err(e) => (
+                            precision.simd(),
+                            format!("{} [auto: the GPU {} was refused: {e}]", simd(), info.name),
+                        ),
+                    }
                 }
                 Ok(info) => (
                     precision.simd(),

@@ -994,6 +994,34 @@ fn pair_check_rejects_a_lost_error_term() {
         .filter(|(i, c)| pair::case_error(*i, c, &lost(pair::emulate(c))).is_some())
         .count();
     assert!(rejected > cases.len() / 2, "{rejected} of {}", cases.len());
+    // The context-level check every new f32 context runs refuses such an adapter by name.
+    let broken: Vec<pair::PairResult> = cases.iter().map(|c| lost(pair::emulate(c))).collect();
+    let exact: Vec<pair::PairResult> = cases.iter().map(pair::emulate).collect();
+    assert!(pair::check_results("llvmpipe", &cases, &exact).is_ok());
+    let err = pair::check_results("llvmpipe", &cases, &broken).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "llvmpipe: the f32 shader's compensated arithmetic is not exact on this adapter ({rejected} of 71 self-check cases wrong; first: case 0: two_sum(1e0, 1e-8)"
+        )) && text.ends_with("run with --precision f64, or on the CPU (--backend simd)"),
+        "{text}"
+    );
+    let short = pair::check_results("llvmpipe", &cases, &exact[..70]).unwrap_err();
+    assert!(
+        short
+            .to_string()
+            .contains("(1 of 71 self-check cases wrong; first: 1 results missing)"),
+        "{short}"
+    );
+}
+
+/// Every new f32 context runs the self-check on the adapter (and passes it here).
+#[test]
+fn gpu_f32_context_runs_its_self_check() {
+    let context = context(Precision::F32);
+    context
+        .self_check()
+        .unwrap_or_else(|e| panic!("self-check on {}: {e}", context.info().name));
 }
 
 // ---------------------------------------------------------------- chunks, splits, fallback

@@ -110,6 +110,17 @@ pub enum GpuError {
     OutputLength { expected: usize, found: usize },
     #[error("CPU fallback failed: {0}")]
     Fallback(String),
+    /// The f32 shader's compensated sums are not exact on this adapter (its shader compiler
+    /// reassociates `(a + b) - a`): f32 results would drift past the f32 policy.
+    #[error(
+        "{adapter}: the f32 shader's compensated arithmetic is not exact on this adapter ({failed} of {cases} self-check cases wrong; first: {first}); its f32 results would drift: run with --precision f64, or on the CPU (--backend simd)"
+    )]
+    Compensation {
+        adapter: String,
+        failed: usize,
+        cases: usize,
+        first: String,
+    },
 }
 
 /// How a GPU run is planned, beyond what the device says. `GpuOptions::default()` is what
@@ -236,14 +247,29 @@ impl GpuContext {
                 *slot = Some(format!("device lost ({reason:?}): {message}"));
             }
         });
-        Ok(GpuContext {
+        let context = GpuContext {
             device,
             queue,
             info,
             precision,
             lost,
             pipelines: Mutex::new(HashMap::new()),
-        })
+        };
+        // The f32 path's EMA, RSI and SMA state is compensated (two-sum pairs), which only
+        // works where the adapter's compiler keeps `(a + b) - a` as written: checked on every
+        // new f32 context (a few milliseconds), never assumed.
+        if precision == Precision::F32 {
+            context.self_check()?;
+        }
+        Ok(context)
+    }
+
+    /// Runs the compensated-arithmetic probe ([`pair`]) on [`pair::SELF_CHECK_CASES`] and
+    /// refuses the adapter when one case is wrong ([`GpuError::Compensation`]).
+    pub fn self_check(&self) -> Result<(), GpuError> {
+        let cases = pair::adversarial_cases(pair::SELF_CHECK_CASES, pair::SELF_CHECK_SEED);
+        let got = self.eval_pairs(&cases)?;
+        pair::check_results(&self.info.name, &cases, &got)
     }
 
     pub fn info(&self) -> &AdapterInfo {

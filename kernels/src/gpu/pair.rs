@@ -140,6 +140,38 @@ pub fn case_error(index: usize, case: &PairCase, got: &PairResult) -> Option<Str
     None
 }
 
+/// Random cases of the self-check every new f32 [`GpuContext`] runs (beside the textbook
+/// ones); the test suite runs 4,096.
+pub const SELF_CHECK_CASES: usize = 256;
+/// Its seed.
+pub const SELF_CHECK_SEED: u64 = 0x7570;
+
+/// `Ok` when every probe result in `got` is right for its case ([`case_error`]), else
+/// [`GpuError::Compensation`] naming `adapter`, how many were wrong and the first.
+pub fn check_results(
+    adapter: &str,
+    cases: &[PairCase],
+    got: &[PairResult],
+) -> Result<(), GpuError> {
+    let mut errors = cases
+        .iter()
+        .zip(got)
+        .enumerate()
+        .filter_map(|(i, (case, got))| case_error(i, case, got));
+    let first = errors.next();
+    let failed = usize::from(first.is_some()) + errors.count();
+    let missing = cases.len().saturating_sub(got.len());
+    match first {
+        None if missing == 0 => Ok(()),
+        first => Err(GpuError::Compensation {
+            adapter: adapter.to_string(),
+            failed: failed + missing,
+            cases: cases.len(),
+            first: first.unwrap_or_else(|| format!("{missing} results missing")),
+        }),
+    }
+}
+
 impl GpuContext {
     /// Runs the probe shader on `cases`.
     pub fn eval_pairs(&self, cases: &[PairCase]) -> Result<Vec<PairResult>, GpuError> {
