@@ -140,6 +140,20 @@ async fn count(client: &Client, table: &str) -> i64 {
         .get(0)
 }
 
+/// The tables of `client`'s database (schema `public`), by name.
+async fn tables(client: &Client) -> Vec<String> {
+    client
+        .query(
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
 // ---------------------------------------------------------------------------------------------
 // Migrations
 
@@ -234,6 +248,224 @@ async fn reading_an_unmigrated_database_says_to_migrate() {
     let e = pg::list_active(&client).await.unwrap_err();
     assert!(matches!(e, PgError::NotMigrated), "{e}");
     assert!(e.to_string().contains("etrading db migrate"), "{e}");
+}
+
+#[tokio::test]
+async fn promotion_never_migrates_and_refuses_a_missing_or_older_schema() {
+    let c = cluster::cluster();
+    let admin = connect(&c.url("postgres")).await;
+    recreate(&admin, "t_no_ddl").await;
+    let mut client = connect(&c.url("t_no_ddl")).await;
+    // No schema: promotion, rollback and the check say to migrate, and create nothing.
+    let e = pg::promote(&mut client, &record("s", 1)).await.unwrap_err();
+    assert!(matches!(e, PgError::NotMigrated), "{e}");
+    assert!(e.to_string().contains("run `etrading db migrate`"), "{e}");
+    let e = pg::rollback(&mut client, "s", None, "ops", None)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, PgError::NotMigrated), "{e}");
+    let e = pg::check_schema(&client).await.unwrap_err();
+    assert!(matches!(e, PgError::NotMigrated), "{e}");
+    assert_eq!(tables(&client).await, Vec::<String>::new());
+
+    // An older schema (the newest migration's record removed, as if this build carried one
+    // more): refused with the command to run, and left as it was.
+    pg::migrate(&mut client).await.unwrap();
+    pg::check_schema(&client).await.unwrap();
+    let newest = pg::MIGRATIONS.last().unwrap().version;
+    client
+        .execute(
+            "DELETE FROM etrading_migrations WHERE version = $1",
+            &[&newest],
+        )
+        .await
+        .unwrap();
+    let before = tables(&client).await;
+    let behind = |e: &PgError| {
+        matches!(e, PgError::SchemaBehind { found, needed } if *found == newest - 1 && *needed == newest)
+            && e.to_string().contains(&format!(
+                "is at migration {}, this etrading needs migration {newest}; run `etrading db \
+                 migrate` as the role that owns the tables",
+                newest - 1
+            ))
+    };
+    let e = pg::promote(&mut client, &record("s", 1)).await.unwrap_err();
+    assert!(behind(&e), "{e}");
+    let e = pg::rollback(&mut client, "s", None, "ops", None)
+        .await
+        .unwrap_err();
+    assert!(behind(&e), "{e}");
+    let e = pg::check_schema(&client).await.unwrap_err();
+    assert!(behind(&e), "{e}");
+    assert_eq!(tables(&client).await, before);
+    assert_eq!(count(&client, "config_history").await, 0);
+    assert_eq!(
+        count(&client, "etrading_migrations").await,
+        newest as i64 - 1
+    );
+    // A changed migration is refused by the check as by migrate.
+    client
+        .execute(
+            "INSERT INTO etrading_migrations (version, name, sha256) VALUES ($1, 'x', 'changed')",
+            &[&newest],
+        )
+        .await
+        .unwrap();
+    let e = pg::promote(&mut client, &record("s", 1)).await.unwrap_err();
+    assert!(matches!(e, PgError::MigrationChanged { .. }), "{e}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Roles: the owner migrates, a promoter role promotes
+
+#[tokio::test]
+async fn a_promoter_role_promotes_and_rolls_back_and_cannot_rewrite_history() {
+    let (_, mut owner) = fresh_db("t_roles").await;
+    let c = cluster::cluster();
+    let role = "t_roles_promoter";
+    owner
+        .batch_execute(&format!(
+            "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN; \
+             DROP ROLE IF EXISTS t_roles_bare; CREATE ROLE t_roles_bare LOGIN; \
+             DROP ROLE IF EXISTS t_roles_member; CREATE ROLE t_roles_member LOGIN; \
+             GRANT {} TO t_roles_member",
+            cluster::ADMIN
+        ))
+        .await
+        .unwrap();
+    // Who cannot be a promoter: a superuser (here also the owner), a member of the owning
+    // role, a role that does not exist.
+    for (r, expect) in [
+        (cluster::ADMIN, "is a superuser"),
+        (
+            "t_roles_member",
+            "owns the tables (or is a member of their owner)",
+        ),
+        ("t_roles_nobody", "no such role"),
+    ] {
+        let e = pg::grant_promoter(&mut owner, r).await.unwrap_err();
+        assert!(
+            matches!(e, PgError::NotAPromoter { .. }) && e.to_string().contains(expect),
+            "{r}: {e}"
+        );
+    }
+    // A role without the grants is told how to get them.
+    let mut bare = connect(&c.url_as("t_roles_bare", "unused", "t_roles")).await;
+    let e = pg::promote(&mut bare, &record("s", 1)).await.unwrap_err();
+    assert!(
+        matches!(e, PgError::PermissionDenied { .. })
+            && e.to_string()
+                .contains("permission denied for table etrading_migrations")
+            && e.to_string()
+                .contains("etrading db migrate --grant-promoter ROLE"),
+        "{e}"
+    );
+
+    // Granting twice is granting once.
+    pg::grant_promoter(&mut owner, role).await.unwrap();
+    pg::grant_promoter(&mut owner, role).await.unwrap();
+    let mut p = connect(&c.url_as(role, "unused", "t_roles")).await;
+    pg::check_schema(&p).await.unwrap();
+    pg::promote(&mut p, &record("s", 1)).await.unwrap();
+    let second = pg::promote(&mut p, &record("s", 2)).await.unwrap();
+    assert_eq!((second.version, second.previous_version), (2, Some(1)));
+    let r = pg::rollback(&mut p, "s", None, "ops", Some("as the promoter"))
+        .await
+        .unwrap();
+    assert_eq!((r.version, r.source_version), (3, 1));
+    check_active(&p, "s", 3, 1).await;
+    assert_eq!(pg::list_active(&p).await.unwrap().len(), 1);
+
+    // What it cannot do: DDL, disabling or replacing the append-only trigger, changing or
+    // removing history, removing active rows, touching the migrations, bypassing triggers.
+    let history = pg::history(&p, None).await.unwrap();
+    for (sql, expect) in [
+        (
+            "DROP TABLE config_history CASCADE",
+            "must be owner of table config_history",
+        ),
+        (
+            "ALTER TABLE config_history DISABLE TRIGGER config_history_no_update_delete",
+            "must be owner of table config_history",
+        ),
+        (
+            "ALTER TABLE config_history DISABLE TRIGGER ALL",
+            "must be owner of table config_history",
+        ),
+        (
+            "DROP TRIGGER config_history_no_update_delete ON config_history",
+            "must be owner of relation config_history",
+        ),
+        (
+            "CREATE OR REPLACE FUNCTION etrading_config_history_append_only() RETURNS trigger \
+             LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$",
+            "permission denied for schema public",
+        ),
+        (
+            "ALTER FUNCTION etrading_config_history_append_only() RENAME TO gone",
+            "must be owner of function etrading_config_history_append_only",
+        ),
+        (
+            "ALTER TABLE active_configs ADD COLUMN x integer",
+            "must be owner of table active_configs",
+        ),
+        (
+            "DROP TABLE active_configs",
+            "must be owner of table active_configs",
+        ),
+        (
+            "UPDATE config_history SET leverage = 9",
+            "permission denied for table config_history",
+        ),
+        (
+            "DELETE FROM config_history",
+            "permission denied for table config_history",
+        ),
+        (
+            "TRUNCATE config_history",
+            "permission denied for table config_history",
+        ),
+        (
+            "DELETE FROM active_configs",
+            "permission denied for table active_configs",
+        ),
+        (
+            "TRUNCATE active_configs",
+            "permission denied for table active_configs",
+        ),
+        (
+            "UPDATE etrading_migrations SET sha256 = 'x'",
+            "permission denied for table etrading_migrations",
+        ),
+        (
+            "SET session_replication_role = replica",
+            "permission denied to set parameter \"session_replication_role\"",
+        ),
+        (
+            "CREATE TABLE config_history_copy (i integer)",
+            "permission denied for schema public",
+        ),
+    ] {
+        let e = p.batch_execute(sql).await.unwrap_err();
+        let text = pg::one_line(&e);
+        assert!(text.contains(expect), "{sql}: {text}");
+    }
+    assert_eq!(pg::history(&p, None).await.unwrap(), history);
+    check_active(&owner, "s", 3, 1).await;
+}
+
+#[test]
+fn the_promoter_grants_are_documented() {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/PROMOTION.md"))
+            .unwrap();
+    for sql in pg::promoter_grants("public", "promoter") {
+        assert!(
+            doc.contains(&format!("{sql};")),
+            "docs/PROMOTION.md must show the grant `{sql};`"
+        );
+    }
+    assert_eq!(pg::quote_ident(r#"a"b"#), r#""a""b""#);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -9,13 +9,16 @@
 //!
 //! - [`connect`]: a client from a URL or `key=value` string; errors name the server and the
 //!   role, never the password.
-//! - [`migrate`]: the versioned migrations under `db/migrations/`, applied idempotently.
+//! - [`migrate`]: the versioned migrations under `db/migrations/`, applied idempotently by the
+//!   owning role; [`check_schema`], what every other command runs instead.
+//! - [`grants`]: the promoter role's privileges (no ownership, no DDL).
 //! - [`candidate`]: the trial to promote, read from an Optuna study file through
 //!   [`crate::study::StudyFile`], its refusals and the comparison of its stored metrics with a
 //!   re-run.
 //! - [`store`]: promote, roll back, list.
 
 pub mod candidate;
+pub mod grants;
 pub mod migrate;
 pub mod store;
 
@@ -23,6 +26,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use tokio_postgres::config::Host;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, NoTls};
 
 pub use crate::study::TrialState;
@@ -30,7 +34,8 @@ pub use candidate::{
     MetricMismatch, Policy, PromotionCandidate, Refusal, StudyInfo, Tolerance, best_eligible,
     compare_metrics, number_json, read_study, refusals,
 };
-pub use migrate::{MIGRATIONS, Migration, MigrationReport, migrate};
+pub use grants::{PROMOTER_PRIVILEGES, grant_promoter, promoter_grants, quote_ident};
+pub use migrate::{MIGRATIONS, Migration, MigrationReport, check_schema, migrate};
 pub use store::{
     ChangeOutcome, ConfigRecord, ConfigRow, LIVE_BOT_QUERY, OosMetrics, PendingChange,
     active_config, begin_promotion, begin_rollback, history, list_active, promote, rollback,
@@ -62,9 +67,54 @@ pub enum PgError {
         /// The server's message and SQLSTATE.
         reason: String,
     },
+    /// A statement waited longer than `lock_timeout` for a lock another session holds.
+    #[error(
+        "{context}: {reason}: another session held a lock longer than lock_timeout (a \
+         promotion of the same strategy, a migration or an open transaction); nothing was \
+         written, retry once it is done"
+    )]
+    LockTimeout {
+        /// What was being done.
+        context: String,
+        /// The server's message and SQLSTATE.
+        reason: String,
+    },
+    /// The role lacks a privilege.
+    #[error(
+        "{context}: {reason}: `etrading db migrate` runs as the role that owns the tables; \
+         promote as a role granted with `etrading db migrate --grant-promoter ROLE`"
+    )]
+    PermissionDenied {
+        /// What was being done.
+        context: String,
+        /// The server's message and SQLSTATE.
+        reason: String,
+    },
     /// The database holds no etrading schema yet.
-    #[error("the database has no etrading tables yet; run `etrading db migrate` first")]
+    #[error(
+        "the database has no etrading tables yet; run `etrading db migrate` as the role that \
+         will own them"
+    )]
     NotMigrated,
+    /// The database is at an older migration than this etrading needs.
+    #[error(
+        "the database is at migration {found}, this etrading needs migration {needed}; run \
+         `etrading db migrate` as the role that owns the tables"
+    )]
+    SchemaBehind {
+        /// Newest version applied (0: none).
+        found: i32,
+        /// Newest version embedded.
+        needed: i32,
+    },
+    /// A role cannot be given the promoter privileges.
+    #[error("role {role:?} cannot be a promoter: {reason}")]
+    NotAPromoter {
+        /// The role.
+        role: String,
+        /// Why.
+        reason: String,
+    },
     /// An applied migration differs from the one this build carries.
     #[error(
         "migration {version} ({name}) was applied with sha256 {applied} but this build carries \
@@ -141,26 +191,28 @@ pub enum PgError {
 }
 
 impl PgError {
-    /// Wraps a driver error raised while doing `context`, as is.
+    /// Wraps a driver error raised while doing `context`: a lock timeout and a missing
+    /// privilege say what to do, anything else is the server's reason as is.
     pub(crate) fn statement(context: impl Into<String>, e: &tokio_postgres::Error) -> PgError {
-        PgError::Query {
-            context: context.into(),
-            reason: one_line(e),
+        let (context, reason) = (context.into(), one_line(e));
+        match e.as_db_error().map(|db| db.code()) {
+            Some(&SqlState::LOCK_NOT_AVAILABLE) => PgError::LockTimeout { context, reason },
+            Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
+                PgError::PermissionDenied { context, reason }
+            }
+            _ => PgError::Query { context, reason },
         }
     }
 
-    /// Wraps a driver error raised while doing `context`; a missing table means the database
-    /// was never migrated.
+    /// As [`PgError::statement`]; besides, a missing table means the database was never
+    /// migrated.
     pub(crate) fn query(context: impl Into<String>, e: &tokio_postgres::Error) -> PgError {
         if e.as_db_error()
-            .is_some_and(|db| db.code() == &tokio_postgres::error::SqlState::UNDEFINED_TABLE)
+            .is_some_and(|db| db.code() == &SqlState::UNDEFINED_TABLE)
         {
             return PgError::NotMigrated;
         }
-        PgError::Query {
-            context: context.into(),
-            reason: one_line(e),
-        }
+        PgError::statement(context, e)
     }
 }
 
