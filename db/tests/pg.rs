@@ -832,6 +832,118 @@ async fn an_interrupted_promotion_leaves_nothing_visible() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Session limits
+
+/// The value of setting `name` in `client`'s session, as `SHOW` prints it.
+async fn setting(client: &Client, name: &str) -> String {
+    client
+        .query_one(&format!("SHOW {name}"), &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn a_promotion_blocked_by_a_lock_times_out_instead_of_hanging() {
+    let (url, mut owner) = fresh_db("t_timeouts").await;
+    let c = cluster::cluster();
+    // The defaults, and the connection string's options overriding some of them (a URL's
+    // `-c name=value`, a key=value string's `--name=value`; deadlock_timeout is another one).
+    assert_eq!(setting(&owner, "statement_timeout").await, "1min");
+    assert_eq!(setting(&owner, "lock_timeout").await, "10s");
+    assert_eq!(
+        setting(&owner, "idle_in_transaction_session_timeout").await,
+        "1min"
+    );
+    let mut blocked = connect(&format!("{url}?options=-c%20lock_timeout%3D300ms")).await;
+    assert_eq!(setting(&blocked, "lock_timeout").await, "300ms");
+    assert_eq!(setting(&blocked, "statement_timeout").await, "1min");
+    let kv = connect(&format!(
+        "host=127.0.0.1 port={} user={} password={} dbname=t_timeouts \
+         options='--lock-timeout=2s -c deadlock_timeout=3s'",
+        c.port,
+        cluster::ADMIN,
+        c.password
+    ))
+    .await;
+    assert_eq!(setting(&kv, "lock_timeout").await, "2s");
+    assert_eq!(setting(&kv, "deadlock_timeout").await, "3s");
+    assert_eq!(setting(&kv, "statement_timeout").await, "1min");
+
+    // Another session holds active_configs (a stuck psql, a migration): the promotion gives up
+    // after lock_timeout with one clear line, and writes nothing.
+    pg::promote(&mut owner, &record("s", 1)).await.unwrap();
+    let holder = connect(&url).await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE active_configs IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let check = |e: &PgError, context: &str| {
+        let text = e.to_string();
+        assert!(
+            matches!(e, PgError::LockTimeout { context: c, .. } if c == context),
+            "{text}"
+        );
+        assert!(
+            text.contains("canceling statement due to lock timeout (SQLSTATE 55P03)")
+                && text.contains("another session held a lock longer than lock_timeout")
+                && text.contains("nothing was written")
+                && !text.contains('\n'),
+            "{text}"
+        );
+    };
+    let started = std::time::Instant::now();
+    let e = tokio::time::timeout(
+        Duration::from_secs(30),
+        pg::promote(&mut blocked, &record("s", 2)),
+    )
+    .await
+    .expect("the promotion hung on the lock")
+    .unwrap_err();
+    let waited = started.elapsed();
+    check(&e, "reading active_configs");
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(5),
+        "gave up after {waited:?}"
+    );
+    holder.batch_execute("ROLLBACK").await.unwrap();
+
+    // Another promotion of the same strategy holds the strategy's lock for too long.
+    let pending = pg::begin_promotion(&mut owner, &record("s", 3))
+        .await
+        .unwrap();
+    let e = tokio::time::timeout(
+        Duration::from_secs(30),
+        pg::promote(&mut blocked, &record("s", 4)),
+    )
+    .await
+    .expect("the promotion hung on the strategy lock")
+    .unwrap_err();
+    check(&e, "locking strategy s");
+    pending.commit().await.unwrap();
+    // Neither timed-out promotion left a row; the session works on.
+    assert_eq!(
+        history_of(&owner, "s").await,
+        vec![
+            (1, "promote".into(), 1, None),
+            (2, "promote".into(), 2, Some(1))
+        ]
+    );
+    let next = pg::promote(&mut blocked, &record("s", 5)).await.unwrap();
+    assert_eq!(next.version, 3);
+    check_active(&owner, "s", 3, 5).await;
+
+    // A statement running past statement_timeout is cancelled.
+    let quick = connect(&format!("{url}?options=-c%20statement_timeout%3D200ms")).await;
+    let e = quick.batch_execute("SELECT pg_sleep(5)").await.unwrap_err();
+    assert!(
+        pg::one_line(&e).contains("canceling statement due to statement timeout"),
+        "{}",
+        pg::one_line(&e)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
 // The live bot's query
 
 #[tokio::test]

@@ -232,11 +232,42 @@ pub fn one_line(e: &tokio_postgres::Error) -> String {
     text.replace('\n', " ")
 }
 
+/// The session limits every connection gets, unless the connection string's `options` sets
+/// the same parameter (`options=-c lock_timeout=2s`, libpq's way): a statement runs at most a
+/// minute, waits at most 10 s for a lock (a promotion blocked by another session's lock fails
+/// with [`PgError::LockTimeout`] instead of hanging), and a transaction left idle is ended by
+/// the server after a minute (its locks released).
+pub const SESSION_DEFAULTS: &[(&str, &str)] = &[
+    ("statement_timeout", "60s"),
+    ("lock_timeout", "10s"),
+    ("idle_in_transaction_session_timeout", "60s"),
+];
+
+/// The parameters a libpq `options` string sets (`-c name=value`, `-cname=value`,
+/// `--name=value`; dashes in a name mean underscores), lowercase.
+fn parameters_in_options(options: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut words = options.split_whitespace();
+    while let Some(word) = words.next() {
+        let assignment = if word == "-c" {
+            words.next()
+        } else {
+            word.strip_prefix("--").or_else(|| word.strip_prefix("-c"))
+        };
+        if let Some((name, _)) = assignment.and_then(|a| a.split_once('=')) {
+            names.push(name.replace('-', "_").to_lowercase());
+        }
+    }
+    names
+}
+
 /// A parsed connection target: the driver's config and a description without the password.
 #[derive(Clone)]
 pub struct Target {
     config: Config,
     description: String,
+    /// `SET` statements for the [`SESSION_DEFAULTS`] the string does not set itself.
+    session: String,
 }
 
 impl std::fmt::Debug for Target {
@@ -255,7 +286,7 @@ impl std::fmt::Display for Target {
 
 impl Target {
     /// Parses a `postgresql://` URL or a `key=value` string. A connect timeout of 10 s applies
-    /// unless the string sets one.
+    /// unless the string sets one, and the [`SESSION_DEFAULTS`] unless its `options` set them.
     pub fn parse(url: &str) -> Result<Target, PgError> {
         let mut config = Config::from_str(url).map_err(|e| PgError::InvalidUrl {
             reason: match std::error::Error::source(&e) {
@@ -270,9 +301,17 @@ impl Target {
             config.application_name("etrading");
         }
         let description = describe(&config);
+        let given = parameters_in_options(config.get_options().unwrap_or(""));
+        let session = SESSION_DEFAULTS
+            .iter()
+            .filter(|(name, _)| !given.iter().any(|g| g == name))
+            .map(|(name, value)| format!("SET {name} = '{value}';"))
+            .collect::<Vec<_>>()
+            .join(" ");
         Ok(Target {
             config,
             description,
+            session,
         })
     }
 
@@ -319,8 +358,8 @@ fn describe(config: &Config) -> String {
     format!("postgresql://{user}@{hosts}/{db}")
 }
 
-/// Connects to `target` (without TLS: loopback or a trusted network) and drives the connection
-/// on the current tokio runtime.
+/// Connects to `target` (without TLS: loopback or a trusted network), drives the connection on
+/// the current tokio runtime and sets the session's [`SESSION_DEFAULTS`].
 pub async fn connect(target: &Target) -> Result<Client, PgError> {
     let (client, connection) =
         target
@@ -335,6 +374,15 @@ pub async fn connect(target: &Target) -> Result<Client, PgError> {
         // A broken connection surfaces as an error on the client's next call.
         let _ = connection.await;
     });
+    if !target.session.is_empty() {
+        client
+            .batch_execute(&target.session)
+            .await
+            .map_err(|e| PgError::Connect {
+                target: target.description.clone(),
+                reason: format!("setting the session's timeouts: {}", one_line(&e)),
+            })?;
+    }
     Ok(client)
 }
 
