@@ -12,7 +12,8 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use etrading_db::pg::{
-    self, ConfigRecord, ConfigRow, Policy, PromotionCandidate, StudyInfo, Target, Tolerance,
+    self, ConfigRecord, ConfigRow, Policy, PromotionCandidate, StudyInfo, Target, TlsDefaults,
+    Tolerance,
 };
 use etrading_db::study::{self, JsonValue};
 use etrading_kernels::reference::{self, ENGINE_VERSION};
@@ -36,6 +37,9 @@ pub struct PgArgs {
     /// PostgreSQL connection URL (`postgresql://role:password@host:5432/db`) or `key=value`
     /// string; without it, the DATABASE_URL environment variable (preferred: a password on the
     /// command line is visible to other users of the machine). The password is never printed.
+    /// TLS as libpq: `sslmode=disable|prefer|require|verify-ca|verify-full` and
+    /// `sslrootcert=PATH` in the string, else the PGSSLMODE and PGSSLROOTCERT environment
+    /// variables (docs/PROMOTION.md).
     #[arg(long = "pg", value_name = "URL")]
     pub pg: Option<String>,
 }
@@ -48,7 +52,12 @@ impl PgArgs {
                 anyhow::anyhow!("no PostgreSQL given: pass --pg URL or set DATABASE_URL")
             })?,
         };
-        Ok(Target::parse(&url)?)
+        let env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+        let defaults = TlsDefaults {
+            sslmode: env("PGSSLMODE").map(|v| v.to_string_lossy().into_owned()),
+            sslrootcert: env("PGSSLROOTCERT").map(PathBuf::from),
+        };
+        Ok(Target::parse_with(&url, &defaults)?)
     }
 }
 

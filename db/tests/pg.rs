@@ -1035,6 +1035,188 @@ async fn connection_errors_are_one_line_and_never_show_the_password() {
     }
 }
 
+/// Whether `client`'s session runs over TLS.
+async fn over_tls(client: &Client) -> bool {
+    client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn tls_sslmode_and_the_root_certificate() {
+    let t = cluster::tls_cluster();
+    let plain = cluster::cluster();
+    let secret = t.cluster.password.clone();
+    let (ca, other_ca) = (t.ca.display(), t.other_ca.display());
+    let on_tls = |host: &str, query: &str| {
+        format!(
+            "postgresql://{}:{secret}@{host}:{}/postgres{query}",
+            cluster::ADMIN,
+            t.cluster.port
+        )
+    };
+    let check_refused = |e: &PgError, expect: &str| {
+        let text = e.to_string();
+        assert!(
+            matches!(e, PgError::Connect { .. }) || matches!(e, PgError::InvalidUrl { .. }),
+            "{text}"
+        );
+        assert!(!text.contains(&secret), "password leaked: {text}");
+        assert!(!text.contains(&plain.password), "password leaked: {text}");
+        assert!(!text.contains('\n'), "not one line: {text}");
+        assert!(text.contains(expect), "{text:?} should contain {expect:?}");
+    };
+    let connects = async |url: &str, defaults: &pg::TlsDefaults| -> Result<Client, PgError> {
+        pg::connect(&Target::parse_with(url, defaults)?).await
+    };
+    let none = pg::TlsDefaults::default();
+
+    // sslmode=require with the right root certificate: TLS, the chain checked.
+    for query in [
+        format!("?sslmode=require&sslrootcert={ca}"),
+        format!("?sslmode=verify-ca&sslrootcert={ca}"),
+    ] {
+        let client = connects(&on_tls("127.0.0.1", &query), &none)
+            .await
+            .unwrap_or_else(|e| panic!("{query}: {e}"));
+        assert!(over_tls(&client).await, "{query}");
+    }
+    // verify-full: the certificate names localhost, not 127.0.0.1.
+    let e = connects(
+        &on_tls(
+            "127.0.0.1",
+            &format!("?sslmode=verify-full&sslrootcert={ca}"),
+        ),
+        &none,
+    )
+    .await
+    .unwrap_err();
+    check_refused(
+        &e,
+        "TLS: the server's certificate does not name the host connected to",
+    );
+    let client = connects(
+        &on_tls(
+            "localhost",
+            &format!("?hostaddr=127.0.0.1&sslmode=verify-full&sslrootcert={ca}"),
+        ),
+        &none,
+    )
+    .await
+    .unwrap();
+    assert!(over_tls(&client).await);
+    // A promotion over it.
+    recreate(&client, "t_tls").await;
+    let mut client_db = connects(
+        &format!(
+            "host=localhost hostaddr=127.0.0.1 port={} user={} password={secret} dbname=t_tls \
+             sslmode=verify-full sslrootcert='{ca}'",
+            t.cluster.port,
+            cluster::ADMIN
+        ),
+        &none,
+    )
+    .await
+    .unwrap();
+    assert!(over_tls(&client_db).await);
+    pg::migrate(&mut client_db).await.unwrap();
+    pg::promote(&mut client_db, &record("s", 1)).await.unwrap();
+    check_active(&client_db, "s", 1, 1).await;
+
+    // A root certificate that did not sign the server's: refused, whatever the mode.
+    for mode in ["require", "verify-ca", "verify-full"] {
+        let e = connects(
+            &on_tls(
+                "localhost",
+                &format!("?hostaddr=127.0.0.1&sslmode={mode}&sslrootcert={other_ca}"),
+            ),
+            &none,
+        )
+        .await
+        .unwrap_err();
+        check_refused(
+            &e,
+            &format!(
+                "TLS: the server's certificate is not signed by a certificate of sslrootcert {other_ca}"
+            ),
+        );
+    }
+    // A root certificate file that is missing or holds no certificate.
+    let e = connects(
+        &on_tls(
+            "127.0.0.1",
+            "?sslmode=require&sslrootcert=/nonexistent/ca.pem",
+        ),
+        &none,
+    )
+    .await
+    .unwrap_err();
+    check_refused(&e, "cannot read sslrootcert /nonexistent/ca.pem");
+    let empty = t.cluster.dir.join("empty.pem");
+    std::fs::write(&empty, "no certificate here\n").unwrap();
+    let e = connects(
+        &on_tls(
+            "127.0.0.1",
+            &format!("?sslmode=require&sslrootcert={}", empty.display()),
+        ),
+        &none,
+    )
+    .await
+    .unwrap_err();
+    check_refused(&e, "holds no PEM certificate");
+    // verify-ca and verify-full need a root certificate.
+    let e = Target::parse(&on_tls("127.0.0.1", "?sslmode=verify-ca")).unwrap_err();
+    check_refused(&e, "sslmode=verify-ca needs a root certificate");
+
+    // Without a root certificate, as libpq: prefer (the default) and require encrypt without
+    // checking the certificate; disable does not encrypt.
+    for (query, tls) in [
+        ("", true),
+        ("?sslmode=require", true),
+        ("?sslmode=disable", false),
+    ] {
+        let client = connects(&on_tls("127.0.0.1", query), &none).await.unwrap();
+        assert_eq!(over_tls(&client).await, tls, "{query:?}");
+    }
+    // Settings from outside the string (PGSSLMODE, PGSSLROOTCERT in the CLI); the string's win.
+    let env = pg::TlsDefaults {
+        sslmode: Some("verify-ca".into()),
+        sslrootcert: Some(t.other_ca.clone()),
+    };
+    let e = connects(&on_tls("127.0.0.1", ""), &env).await.unwrap_err();
+    check_refused(&e, "is not signed by a certificate of sslrootcert");
+    let client = connects(&on_tls("127.0.0.1", &format!("?sslrootcert={ca}")), &env)
+        .await
+        .unwrap();
+    assert!(over_tls(&client).await);
+    let client = connects(&on_tls("127.0.0.1", "?sslmode=disable"), &env)
+        .await
+        .unwrap();
+    assert!(!over_tls(&client).await);
+
+    // A server without TLS: refused under require and the verify modes, used in clear under
+    // prefer.
+    let plain_url = |query: &str| format!("{}{query}", plain.url("postgres"));
+    for query in [
+        "?sslmode=require".to_string(),
+        format!("?sslmode=require&sslrootcert={ca}"),
+        format!("?sslmode=verify-full&sslrootcert={ca}"),
+    ] {
+        let e = connects(&plain_url(&query), &none).await.unwrap_err();
+        check_refused(&e, "the server does not offer TLS, and sslmode=");
+        check_refused(&e, "does not connect without it");
+    }
+    let client = connects(&plain_url("?sslmode=prefer"), &none)
+        .await
+        .unwrap();
+    assert!(!over_tls(&client).await);
+}
+
 // ---------------------------------------------------------------------------------------------
 // The study side: trials in Optuna's schema, refusals, the re-run comparison
 

@@ -189,4 +189,9 @@ closed=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0));
 expect_fail "server unreachable" "$ETRADING" configs --pg "postgresql://etrading:$password@127.0.0.1:$closed/postgres"
 expect_fail "password authentication failed" "$ETRADING" configs --pg "postgresql://etrading:wrong$password@127.0.0.1:$port/postgres"
 expect_fail "no PostgreSQL given" env -u DATABASE_URL "$ETRADING" configs
+# TLS settings from libpq's environment variables (this server has no TLS).
+expect_fail "the server does not offer TLS, and sslmode=require does not connect without it" \
+  env PGSSLMODE=require "$ETRADING" configs
+expect_fail "sslmode=verify-full needs a root certificate" env PGSSLMODE=verify-full "$ETRADING" configs
+"$ETRADING" configs --pg "$promoter_url?sslmode=prefer" | grep -q "^rsi_ema " || fail "sslmode=prefer without TLS"
 echo "test-promote: ok"

@@ -7,8 +7,9 @@
 //! are serialised and a reader sees either the old config or the new one, never a mix
 //! (docs/PROMOTION.md).
 //!
-//! - [`connect`]: a client from a URL or `key=value` string; errors name the server and the
-//!   role, never the password.
+//! - [`connect`]: a client from a URL or `key=value` string, over TLS as its `sslmode` and
+//!   `sslrootcert` say ([`tls`]), with session timeouts ([`SESSION_DEFAULTS`]); errors name
+//!   the server and the role, never the password.
 //! - [`migrate`]: the versioned migrations under `db/migrations/`, applied idempotently by the
 //!   owning role; [`check_schema`], what every other command runs instead.
 //! - [`grants`]: the promoter role's privileges (no ownership, no DDL).
@@ -21,6 +22,7 @@ pub mod candidate;
 pub mod grants;
 pub mod migrate;
 pub mod store;
+pub mod tls;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -40,6 +42,7 @@ pub use store::{
     ChangeOutcome, ConfigRecord, ConfigRow, LIVE_BOT_QUERY, OosMetrics, PendingChange,
     active_config, begin_promotion, begin_rollback, history, list_active, promote, rollback,
 };
+pub use tls::{SslMode, TlsDefaults, TlsSettings};
 
 /// What can go wrong talking to PostgreSQL. Messages are one line and never hold a password.
 #[derive(Debug, thiserror::Error)]
@@ -261,10 +264,12 @@ fn parameters_in_options(options: &str) -> Vec<String> {
     names
 }
 
-/// A parsed connection target: the driver's config and a description without the password.
+/// A parsed connection target: the driver's config, its TLS settings and a description
+/// without the password.
 #[derive(Clone)]
 pub struct Target {
     config: Config,
+    tls: TlsSettings,
     description: String,
     /// `SET` statements for the [`SESSION_DEFAULTS`] the string does not set itself.
     session: String,
@@ -285,15 +290,31 @@ impl std::fmt::Display for Target {
 }
 
 impl Target {
-    /// Parses a `postgresql://` URL or a `key=value` string. A connect timeout of 10 s applies
-    /// unless the string sets one, and the [`SESSION_DEFAULTS`] unless its `options` set them.
+    /// Parses a `postgresql://` URL or a `key=value` string, its TLS settings from its own
+    /// `sslmode` and `sslrootcert` alone (see [`Target::parse_with`]).
     pub fn parse(url: &str) -> Result<Target, PgError> {
-        let mut config = Config::from_str(url).map_err(|e| PgError::InvalidUrl {
+        Target::parse_with(url, &TlsDefaults::default())
+    }
+
+    /// Parses a `postgresql://` URL or a `key=value` string. `sslmode` (default `prefer`) and
+    /// `sslrootcert` come from the string, else from `defaults` (module [`tls`] says what
+    /// each mode checks). A connect timeout of 10 s applies unless the string sets one, and
+    /// the [`SESSION_DEFAULTS`] unless its `options` set them.
+    pub fn parse_with(url: &str, defaults: &TlsDefaults) -> Result<Target, PgError> {
+        let split = tls::split_tls_params(url);
+        let mut config = Config::from_str(&split.rest).map_err(|e| PgError::InvalidUrl {
             reason: match std::error::Error::source(&e) {
                 Some(s) => s.to_string(),
                 None => e.to_string(),
             },
         })?;
+        let tls = TlsSettings::resolve(
+            split.sslmode.as_deref(),
+            split.sslrootcert.as_deref(),
+            defaults,
+        )
+        .map_err(|reason| PgError::InvalidUrl { reason })?;
+        config.ssl_mode(tls.mode.driver());
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
@@ -310,6 +331,7 @@ impl Target {
             .join(" ");
         Ok(Target {
             config,
+            tls,
             description,
             session,
         })
@@ -318,6 +340,11 @@ impl Target {
     /// The driver config (holds the password: never print it).
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// How the connection uses TLS.
+    pub fn tls(&self) -> &TlsSettings {
+        &self.tls
     }
 }
 
@@ -358,44 +385,97 @@ fn describe(config: &Config) -> String {
     format!("postgresql://{user}@{hosts}/{db}")
 }
 
-/// Connects to `target` (without TLS: loopback or a trusted network), drives the connection on
-/// the current tokio runtime and sets the session's [`SESSION_DEFAULTS`].
+/// Connects to `target` (over TLS as its settings say), drives the connection on the current
+/// tokio runtime and sets the session's [`SESSION_DEFAULTS`].
 pub async fn connect(target: &Target) -> Result<Client, PgError> {
-    let (client, connection) =
-        target
+    let fail = |reason: String| PgError::Connect {
+        target: target.description.clone(),
+        reason,
+    };
+    let client = if target.tls.mode == SslMode::Disable {
+        let (client, connection) = target
             .config
             .connect(NoTls)
             .await
-            .map_err(|e| PgError::Connect {
-                target: target.description.clone(),
-                reason: connect_reason(&e),
-            })?;
-    tokio::spawn(async move {
-        // A broken connection surfaces as an error on the client's next call.
-        let _ = connection.await;
-    });
+            .map_err(|e| fail(connect_reason(target, &e)))?;
+        tokio::spawn(async move {
+            // A broken connection surfaces as an error on the client's next call.
+            let _ = connection.await;
+        });
+        client
+    } else {
+        let tls = target.tls.connector().map_err(fail)?;
+        let (client, connection) = target
+            .config
+            .connect(tls)
+            .await
+            .map_err(|e| fail(connect_reason(target, &e)))?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        client
+    };
     if !target.session.is_empty() {
         client
             .batch_execute(&target.session)
             .await
-            .map_err(|e| PgError::Connect {
-                target: target.description.clone(),
-                reason: format!("setting the session's timeouts: {}", one_line(&e)),
-            })?;
+            .map_err(|e| fail(format!("setting the session's timeouts: {}", one_line(&e))))?;
     }
     Ok(client)
 }
 
 /// The reason a connection failed, in the words a user acts on.
-fn connect_reason(e: &tokio_postgres::Error) -> String {
+fn connect_reason(target: &Target, e: &tokio_postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
         return format!("{} (SQLSTATE {})", db.message(), db.code().code());
     }
     let mut innermost = e.to_string();
+    let mut tls_error: Option<&rustls::Error> = None;
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         innermost = s.to_string();
+        tls_error = tls_error
+            .or_else(|| s.downcast_ref::<rustls::Error>())
+            .or_else(|| {
+                s.downcast_ref::<std::io::Error>()
+                    .and_then(|io| io.get_ref())
+                    .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            });
         source = s.source();
+    }
+    if let Some(tls_error) = tls_error {
+        use rustls::CertificateError as C;
+        return match tls_error {
+            rustls::Error::InvalidCertificate(C::UnknownIssuer) => format!(
+                "TLS: the server's certificate is not signed by a certificate of sslrootcert \
+                 {} ({tls_error})",
+                target
+                    .tls
+                    .root_cert
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new("(none)"))
+                    .display()
+            ),
+            rustls::Error::InvalidCertificate(
+                C::NotValidForName | C::NotValidForNameContext { .. },
+            ) => {
+                format!(
+                    "TLS: the server's certificate does not name the host connected to \
+                     (sslmode=verify-full checks it; connect by a name the certificate carries): \
+                     {tls_error}"
+                )
+            }
+            rustls::Error::InvalidCertificate(_) => {
+                format!("TLS: the server's certificate is refused: {tls_error}")
+            }
+            _ => format!("TLS handshake failed: {tls_error}"),
+        };
+    }
+    if innermost == "server does not support TLS" {
+        return format!(
+            "the server does not offer TLS, and sslmode={} does not connect without it",
+            target.tls.mode.name()
+        );
     }
     let lower = innermost.to_lowercase();
     if lower.contains("connection refused") {
