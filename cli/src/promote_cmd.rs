@@ -12,7 +12,8 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use etrading_db::pg::{
-    self, ConfigRecord, ConfigRow, Policy, PromotionCandidate, StudyInfo, Target, Tolerance,
+    self, ConfigRecord, ConfigRow, Policy, PromotionCandidate, StudyInfo, Target, TlsDefaults,
+    Tolerance,
 };
 use etrading_db::study::{self, JsonValue};
 use etrading_kernels::reference::{self, ENGINE_VERSION};
@@ -36,6 +37,9 @@ pub struct PgArgs {
     /// PostgreSQL connection URL (`postgresql://role:password@host:5432/db`) or `key=value`
     /// string; without it, the DATABASE_URL environment variable (preferred: a password on the
     /// command line is visible to other users of the machine). The password is never printed.
+    /// TLS as libpq: `sslmode=disable|prefer|require|verify-ca|verify-full` and
+    /// `sslrootcert=PATH` in the string, else the PGSSLMODE and PGSSLROOTCERT environment
+    /// variables (docs/PROMOTION.md).
     #[arg(long = "pg", value_name = "URL")]
     pub pg: Option<String>,
 }
@@ -48,7 +52,12 @@ impl PgArgs {
                 anyhow::anyhow!("no PostgreSQL given: pass --pg URL or set DATABASE_URL")
             })?,
         };
-        Ok(Target::parse(&url)?)
+        let env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+        let defaults = TlsDefaults {
+            sslmode: env("PGSSLMODE").map(|v| v.to_string_lossy().into_owned()),
+            sslrootcert: env("PGSSLROOTCERT").map(PathBuf::from),
+        };
+        Ok(Target::parse_with(&url, &defaults)?)
     }
 }
 
@@ -135,8 +144,14 @@ pub struct ConfigsArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum DbCommand {
-    /// Applies the PostgreSQL schema migrations (idempotent).
+    /// Applies the PostgreSQL schema migrations (idempotent), as the role that will own the
+    /// tables; the only command that creates or changes them.
     Migrate {
+        /// Then give ROLE exactly what promote, rollback and configs need (SELECT and INSERT on
+        /// config_history, SELECT, INSERT and UPDATE on active_configs, SELECT on
+        /// etrading_migrations; no ownership). Repeatable.
+        #[arg(long = "grant-promoter", value_name = "ROLE")]
+        grant_promoter: Vec<String>,
         #[command(flatten)]
         pg: PgArgs,
     },
@@ -174,32 +189,48 @@ async fn who(by: Option<&str>, client: &tokio_postgres::Client) -> anyhow::Resul
 
 pub fn run_db(cmd: DbCommand, out: &mut dyn Write) -> anyhow::Result<()> {
     match cmd {
-        DbCommand::Migrate { pg: pg_args } => {
+        DbCommand::Migrate {
+            grant_promoter,
+            pg: pg_args,
+        } => {
             let target = pg_args.target()?;
-            let report = runtime()?.block_on(async {
-                let mut client = connect(&target).await?;
-                anyhow::Ok(pg::migrate(&mut client).await?)
-            })?;
             let list = |v: &[i32]| {
                 v.iter()
                     .map(ToString::to_string)
                     .collect::<Vec<_>>()
                     .join(", ")
             };
-            if report.applied.is_empty() {
-                writeln!(
-                    out,
-                    "{target}: up to date (migrations {})",
-                    list(&report.already_applied)
-                )?;
-            } else {
-                writeln!(
-                    out,
-                    "{target}: applied migrations {}",
-                    list(&report.applied)
-                )?;
-            }
-            Ok(())
+            let privileges: Vec<String> = pg::PROMOTER_PRIVILEGES
+                .iter()
+                .map(|(table, privileges)| format!("{privileges} on {table}"))
+                .collect();
+            runtime()?.block_on(async {
+                let mut client = connect(&target).await?;
+                let report = pg::migrate(&mut client).await?;
+                if report.applied.is_empty() {
+                    writeln!(
+                        out,
+                        "{target}: up to date (migrations {})",
+                        list(&report.already_applied)
+                    )?;
+                } else {
+                    writeln!(
+                        out,
+                        "{target}: applied migrations {}",
+                        list(&report.applied)
+                    )?;
+                }
+                for role in &grant_promoter {
+                    pg::grant_promoter(&mut client, role).await?;
+                    writeln!(
+                        out,
+                        "{target}: role {role:?} may promote and roll back: {} (nothing else on \
+                         these tables)",
+                        privileges.join("; ")
+                    )?;
+                }
+                anyhow::Ok(())
+            })
         }
     }
 }
@@ -493,7 +524,6 @@ pub fn run_promote(args: &PromoteArgs, out: &mut dyn Write) -> anyhow::Result<()
     let target = args.pg.target()?;
     let outcome = runtime()?.block_on(async {
         let mut client = connect(&target).await?;
-        pg::migrate(&mut client).await?;
         let by = who(args.by.as_deref(), &client).await?;
         let record = record_for(by);
         anyhow::Ok(pg::promote(&mut client, &record).await?)
@@ -514,7 +544,6 @@ pub fn run_rollback(args: &RollbackArgs, out: &mut dyn Write) -> anyhow::Result<
     let target = args.pg.target()?;
     let outcome = runtime()?.block_on(async {
         let mut client = connect(&target).await?;
-        pg::migrate(&mut client).await?;
         let by = who(args.by.as_deref(), &client).await?;
         anyhow::Ok(
             pg::rollback(
@@ -542,6 +571,7 @@ pub fn run_configs(args: &ConfigsArgs, out: &mut dyn Write) -> anyhow::Result<()
     let target = args.pg.target()?;
     let rows: Vec<ConfigRow> = runtime()?.block_on(async {
         let client = connect(&target).await?;
+        pg::check_schema(&client).await?;
         let rows = if args.history {
             pg::history(&client, args.strategy.as_deref()).await?
         } else {

@@ -140,6 +140,20 @@ async fn count(client: &Client, table: &str) -> i64 {
         .get(0)
 }
 
+/// The tables of `client`'s database (schema `public`), by name.
+async fn tables(client: &Client) -> Vec<String> {
+    client
+        .query(
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
 // ---------------------------------------------------------------------------------------------
 // Migrations
 
@@ -234,6 +248,224 @@ async fn reading_an_unmigrated_database_says_to_migrate() {
     let e = pg::list_active(&client).await.unwrap_err();
     assert!(matches!(e, PgError::NotMigrated), "{e}");
     assert!(e.to_string().contains("etrading db migrate"), "{e}");
+}
+
+#[tokio::test]
+async fn promotion_never_migrates_and_refuses_a_missing_or_older_schema() {
+    let c = cluster::cluster();
+    let admin = connect(&c.url("postgres")).await;
+    recreate(&admin, "t_no_ddl").await;
+    let mut client = connect(&c.url("t_no_ddl")).await;
+    // No schema: promotion, rollback and the check say to migrate, and create nothing.
+    let e = pg::promote(&mut client, &record("s", 1)).await.unwrap_err();
+    assert!(matches!(e, PgError::NotMigrated), "{e}");
+    assert!(e.to_string().contains("run `etrading db migrate`"), "{e}");
+    let e = pg::rollback(&mut client, "s", None, "ops", None)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, PgError::NotMigrated), "{e}");
+    let e = pg::check_schema(&client).await.unwrap_err();
+    assert!(matches!(e, PgError::NotMigrated), "{e}");
+    assert_eq!(tables(&client).await, Vec::<String>::new());
+
+    // An older schema (the newest migration's record removed, as if this build carried one
+    // more): refused with the command to run, and left as it was.
+    pg::migrate(&mut client).await.unwrap();
+    pg::check_schema(&client).await.unwrap();
+    let newest = pg::MIGRATIONS.last().unwrap().version;
+    client
+        .execute(
+            "DELETE FROM etrading_migrations WHERE version = $1",
+            &[&newest],
+        )
+        .await
+        .unwrap();
+    let before = tables(&client).await;
+    let behind = |e: &PgError| {
+        matches!(e, PgError::SchemaBehind { found, needed } if *found == newest - 1 && *needed == newest)
+            && e.to_string().contains(&format!(
+                "is at migration {}, this etrading needs migration {newest}; run `etrading db \
+                 migrate` as the role that owns the tables",
+                newest - 1
+            ))
+    };
+    let e = pg::promote(&mut client, &record("s", 1)).await.unwrap_err();
+    assert!(behind(&e), "{e}");
+    let e = pg::rollback(&mut client, "s", None, "ops", None)
+        .await
+        .unwrap_err();
+    assert!(behind(&e), "{e}");
+    let e = pg::check_schema(&client).await.unwrap_err();
+    assert!(behind(&e), "{e}");
+    assert_eq!(tables(&client).await, before);
+    assert_eq!(count(&client, "config_history").await, 0);
+    assert_eq!(
+        count(&client, "etrading_migrations").await,
+        newest as i64 - 1
+    );
+    // A changed migration is refused by the check as by migrate.
+    client
+        .execute(
+            "INSERT INTO etrading_migrations (version, name, sha256) VALUES ($1, 'x', 'changed')",
+            &[&newest],
+        )
+        .await
+        .unwrap();
+    let e = pg::promote(&mut client, &record("s", 1)).await.unwrap_err();
+    assert!(matches!(e, PgError::MigrationChanged { .. }), "{e}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Roles: the owner migrates, a promoter role promotes
+
+#[tokio::test]
+async fn a_promoter_role_promotes_and_rolls_back_and_cannot_rewrite_history() {
+    let (_, mut owner) = fresh_db("t_roles").await;
+    let c = cluster::cluster();
+    let role = "t_roles_promoter";
+    owner
+        .batch_execute(&format!(
+            "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN; \
+             DROP ROLE IF EXISTS t_roles_bare; CREATE ROLE t_roles_bare LOGIN; \
+             DROP ROLE IF EXISTS t_roles_member; CREATE ROLE t_roles_member LOGIN; \
+             GRANT {} TO t_roles_member",
+            cluster::ADMIN
+        ))
+        .await
+        .unwrap();
+    // Who cannot be a promoter: a superuser (here also the owner), a member of the owning
+    // role, a role that does not exist.
+    for (r, expect) in [
+        (cluster::ADMIN, "is a superuser"),
+        (
+            "t_roles_member",
+            "owns the tables (or is a member of their owner)",
+        ),
+        ("t_roles_nobody", "no such role"),
+    ] {
+        let e = pg::grant_promoter(&mut owner, r).await.unwrap_err();
+        assert!(
+            matches!(e, PgError::NotAPromoter { .. }) && e.to_string().contains(expect),
+            "{r}: {e}"
+        );
+    }
+    // A role without the grants is told how to get them.
+    let mut bare = connect(&c.url_as("t_roles_bare", "unused", "t_roles")).await;
+    let e = pg::promote(&mut bare, &record("s", 1)).await.unwrap_err();
+    assert!(
+        matches!(e, PgError::PermissionDenied { .. })
+            && e.to_string()
+                .contains("permission denied for table etrading_migrations")
+            && e.to_string()
+                .contains("etrading db migrate --grant-promoter ROLE"),
+        "{e}"
+    );
+
+    // Granting twice is granting once.
+    pg::grant_promoter(&mut owner, role).await.unwrap();
+    pg::grant_promoter(&mut owner, role).await.unwrap();
+    let mut p = connect(&c.url_as(role, "unused", "t_roles")).await;
+    pg::check_schema(&p).await.unwrap();
+    pg::promote(&mut p, &record("s", 1)).await.unwrap();
+    let second = pg::promote(&mut p, &record("s", 2)).await.unwrap();
+    assert_eq!((second.version, second.previous_version), (2, Some(1)));
+    let r = pg::rollback(&mut p, "s", None, "ops", Some("as the promoter"))
+        .await
+        .unwrap();
+    assert_eq!((r.version, r.source_version), (3, 1));
+    check_active(&p, "s", 3, 1).await;
+    assert_eq!(pg::list_active(&p).await.unwrap().len(), 1);
+
+    // What it cannot do: DDL, disabling or replacing the append-only trigger, changing or
+    // removing history, removing active rows, touching the migrations, bypassing triggers.
+    let history = pg::history(&p, None).await.unwrap();
+    for (sql, expect) in [
+        (
+            "DROP TABLE config_history CASCADE",
+            "must be owner of table config_history",
+        ),
+        (
+            "ALTER TABLE config_history DISABLE TRIGGER config_history_no_update_delete",
+            "must be owner of table config_history",
+        ),
+        (
+            "ALTER TABLE config_history DISABLE TRIGGER ALL",
+            "must be owner of table config_history",
+        ),
+        (
+            "DROP TRIGGER config_history_no_update_delete ON config_history",
+            "must be owner of relation config_history",
+        ),
+        (
+            "CREATE OR REPLACE FUNCTION etrading_config_history_append_only() RETURNS trigger \
+             LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$",
+            "permission denied for schema public",
+        ),
+        (
+            "ALTER FUNCTION etrading_config_history_append_only() RENAME TO gone",
+            "must be owner of function etrading_config_history_append_only",
+        ),
+        (
+            "ALTER TABLE active_configs ADD COLUMN x integer",
+            "must be owner of table active_configs",
+        ),
+        (
+            "DROP TABLE active_configs",
+            "must be owner of table active_configs",
+        ),
+        (
+            "UPDATE config_history SET leverage = 9",
+            "permission denied for table config_history",
+        ),
+        (
+            "DELETE FROM config_history",
+            "permission denied for table config_history",
+        ),
+        (
+            "TRUNCATE config_history",
+            "permission denied for table config_history",
+        ),
+        (
+            "DELETE FROM active_configs",
+            "permission denied for table active_configs",
+        ),
+        (
+            "TRUNCATE active_configs",
+            "permission denied for table active_configs",
+        ),
+        (
+            "UPDATE etrading_migrations SET sha256 = 'x'",
+            "permission denied for table etrading_migrations",
+        ),
+        (
+            "SET session_replication_role = replica",
+            "permission denied to set parameter \"session_replication_role\"",
+        ),
+        (
+            "CREATE TABLE config_history_copy (i integer)",
+            "permission denied for schema public",
+        ),
+    ] {
+        let e = p.batch_execute(sql).await.unwrap_err();
+        let text = pg::one_line(&e);
+        assert!(text.contains(expect), "{sql}: {text}");
+    }
+    assert_eq!(pg::history(&p, None).await.unwrap(), history);
+    check_active(&owner, "s", 3, 1).await;
+}
+
+#[test]
+fn the_promoter_grants_are_documented() {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/PROMOTION.md"))
+            .unwrap();
+    for sql in pg::promoter_grants("public", "promoter") {
+        assert!(
+            doc.contains(&format!("{sql};")),
+            "docs/PROMOTION.md must show the grant `{sql};`"
+        );
+    }
+    assert_eq!(pg::quote_ident(r#"a"b"#), r#""a""b""#);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -600,6 +832,118 @@ async fn an_interrupted_promotion_leaves_nothing_visible() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Session limits
+
+/// The value of setting `name` in `client`'s session, as `SHOW` prints it.
+async fn setting(client: &Client, name: &str) -> String {
+    client
+        .query_one(&format!("SHOW {name}"), &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn a_promotion_blocked_by_a_lock_times_out_instead_of_hanging() {
+    let (url, mut owner) = fresh_db("t_timeouts").await;
+    let c = cluster::cluster();
+    // The defaults, and the connection string's options overriding some of them (a URL's
+    // `-c name=value`, a key=value string's `--name=value`; deadlock_timeout is another one).
+    assert_eq!(setting(&owner, "statement_timeout").await, "1min");
+    assert_eq!(setting(&owner, "lock_timeout").await, "10s");
+    assert_eq!(
+        setting(&owner, "idle_in_transaction_session_timeout").await,
+        "1min"
+    );
+    let mut blocked = connect(&format!("{url}?options=-c%20lock_timeout%3D300ms")).await;
+    assert_eq!(setting(&blocked, "lock_timeout").await, "300ms");
+    assert_eq!(setting(&blocked, "statement_timeout").await, "1min");
+    let kv = connect(&format!(
+        "host=127.0.0.1 port={} user={} password={} dbname=t_timeouts \
+         options='--lock-timeout=2s -c deadlock_timeout=3s'",
+        c.port,
+        cluster::ADMIN,
+        c.password
+    ))
+    .await;
+    assert_eq!(setting(&kv, "lock_timeout").await, "2s");
+    assert_eq!(setting(&kv, "deadlock_timeout").await, "3s");
+    assert_eq!(setting(&kv, "statement_timeout").await, "1min");
+
+    // Another session holds active_configs (a stuck psql, a migration): the promotion gives up
+    // after lock_timeout with one clear line, and writes nothing.
+    pg::promote(&mut owner, &record("s", 1)).await.unwrap();
+    let holder = connect(&url).await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE active_configs IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let check = |e: &PgError, context: &str| {
+        let text = e.to_string();
+        assert!(
+            matches!(e, PgError::LockTimeout { context: c, .. } if c == context),
+            "{text}"
+        );
+        assert!(
+            text.contains("canceling statement due to lock timeout (SQLSTATE 55P03)")
+                && text.contains("another session held a lock longer than lock_timeout")
+                && text.contains("nothing was written")
+                && !text.contains('\n'),
+            "{text}"
+        );
+    };
+    let started = std::time::Instant::now();
+    let e = tokio::time::timeout(
+        Duration::from_secs(30),
+        pg::promote(&mut blocked, &record("s", 2)),
+    )
+    .await
+    .expect("the promotion hung on the lock")
+    .unwrap_err();
+    let waited = started.elapsed();
+    check(&e, "reading active_configs");
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(5),
+        "gave up after {waited:?}"
+    );
+    holder.batch_execute("ROLLBACK").await.unwrap();
+
+    // Another promotion of the same strategy holds the strategy's lock for too long.
+    let pending = pg::begin_promotion(&mut owner, &record("s", 3))
+        .await
+        .unwrap();
+    let e = tokio::time::timeout(
+        Duration::from_secs(30),
+        pg::promote(&mut blocked, &record("s", 4)),
+    )
+    .await
+    .expect("the promotion hung on the strategy lock")
+    .unwrap_err();
+    check(&e, "locking strategy s");
+    pending.commit().await.unwrap();
+    // Neither timed-out promotion left a row; the session works on.
+    assert_eq!(
+        history_of(&owner, "s").await,
+        vec![
+            (1, "promote".into(), 1, None),
+            (2, "promote".into(), 2, Some(1))
+        ]
+    );
+    let next = pg::promote(&mut blocked, &record("s", 5)).await.unwrap();
+    assert_eq!(next.version, 3);
+    check_active(&owner, "s", 3, 5).await;
+
+    // A statement running past statement_timeout is cancelled.
+    let quick = connect(&format!("{url}?options=-c%20statement_timeout%3D200ms")).await;
+    let e = quick.batch_execute("SELECT pg_sleep(5)").await.unwrap_err();
+    assert!(
+        pg::one_line(&e).contains("canceling statement due to statement timeout"),
+        "{}",
+        pg::one_line(&e)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
 // The live bot's query
 
 #[tokio::test]
@@ -689,6 +1033,188 @@ async fn connection_errors_are_one_line_and_never_show_the_password() {
         let e = Target::parse(&bad).unwrap_err();
         check(&e, "invalid PostgreSQL connection string");
     }
+}
+
+/// Whether `client`'s session runs over TLS.
+async fn over_tls(client: &Client) -> bool {
+    client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn tls_sslmode_and_the_root_certificate() {
+    let t = cluster::tls_cluster();
+    let plain = cluster::cluster();
+    let secret = t.cluster.password.clone();
+    let (ca, other_ca) = (t.ca.display(), t.other_ca.display());
+    let on_tls = |host: &str, query: &str| {
+        format!(
+            "postgresql://{}:{secret}@{host}:{}/postgres{query}",
+            cluster::ADMIN,
+            t.cluster.port
+        )
+    };
+    let check_refused = |e: &PgError, expect: &str| {
+        let text = e.to_string();
+        assert!(
+            matches!(e, PgError::Connect { .. }) || matches!(e, PgError::InvalidUrl { .. }),
+            "{text}"
+        );
+        assert!(!text.contains(&secret), "password leaked: {text}");
+        assert!(!text.contains(&plain.password), "password leaked: {text}");
+        assert!(!text.contains('\n'), "not one line: {text}");
+        assert!(text.contains(expect), "{text:?} should contain {expect:?}");
+    };
+    let connects = async |url: &str, defaults: &pg::TlsDefaults| -> Result<Client, PgError> {
+        pg::connect(&Target::parse_with(url, defaults)?).await
+    };
+    let none = pg::TlsDefaults::default();
+
+    // sslmode=require with the right root certificate: TLS, the chain checked.
+    for query in [
+        format!("?sslmode=require&sslrootcert={ca}"),
+        format!("?sslmode=verify-ca&sslrootcert={ca}"),
+    ] {
+        let client = connects(&on_tls("127.0.0.1", &query), &none)
+            .await
+            .unwrap_or_else(|e| panic!("{query}: {e}"));
+        assert!(over_tls(&client).await, "{query}");
+    }
+    // verify-full: the certificate names localhost, not 127.0.0.1.
+    let e = connects(
+        &on_tls(
+            "127.0.0.1",
+            &format!("?sslmode=verify-full&sslrootcert={ca}"),
+        ),
+        &none,
+    )
+    .await
+    .unwrap_err();
+    check_refused(
+        &e,
+        "TLS: the server's certificate does not name the host connected to",
+    );
+    let client = connects(
+        &on_tls(
+            "localhost",
+            &format!("?hostaddr=127.0.0.1&sslmode=verify-full&sslrootcert={ca}"),
+        ),
+        &none,
+    )
+    .await
+    .unwrap();
+    assert!(over_tls(&client).await);
+    // A promotion over it.
+    recreate(&client, "t_tls").await;
+    let mut client_db = connects(
+        &format!(
+            "host=localhost hostaddr=127.0.0.1 port={} user={} password={secret} dbname=t_tls \
+             sslmode=verify-full sslrootcert='{ca}'",
+            t.cluster.port,
+            cluster::ADMIN
+        ),
+        &none,
+    )
+    .await
+    .unwrap();
+    assert!(over_tls(&client_db).await);
+    pg::migrate(&mut client_db).await.unwrap();
+    pg::promote(&mut client_db, &record("s", 1)).await.unwrap();
+    check_active(&client_db, "s", 1, 1).await;
+
+    // A root certificate that did not sign the server's: refused, whatever the mode.
+    for mode in ["require", "verify-ca", "verify-full"] {
+        let e = connects(
+            &on_tls(
+                "localhost",
+                &format!("?hostaddr=127.0.0.1&sslmode={mode}&sslrootcert={other_ca}"),
+            ),
+            &none,
+        )
+        .await
+        .unwrap_err();
+        check_refused(
+            &e,
+            &format!(
+                "TLS: the server's certificate is not signed by a certificate of sslrootcert {other_ca}"
+            ),
+        );
+    }
+    // A root certificate file that is missing or holds no certificate.
+    let e = connects(
+        &on_tls(
+            "127.0.0.1",
+            "?sslmode=require&sslrootcert=/nonexistent/ca.pem",
+        ),
+        &none,
+    )
+    .await
+    .unwrap_err();
+    check_refused(&e, "cannot read sslrootcert /nonexistent/ca.pem");
+    let empty = t.cluster.dir.join("empty.pem");
+    std::fs::write(&empty, "no certificate here\n").unwrap();
+    let e = connects(
+        &on_tls(
+            "127.0.0.1",
+            &format!("?sslmode=require&sslrootcert={}", empty.display()),
+        ),
+        &none,
+    )
+    .await
+    .unwrap_err();
+    check_refused(&e, "holds no PEM certificate");
+    // verify-ca and verify-full need a root certificate.
+    let e = Target::parse(&on_tls("127.0.0.1", "?sslmode=verify-ca")).unwrap_err();
+    check_refused(&e, "sslmode=verify-ca needs a root certificate");
+
+    // Without a root certificate, as libpq: prefer (the default) and require encrypt without
+    // checking the certificate; disable does not encrypt.
+    for (query, tls) in [
+        ("", true),
+        ("?sslmode=require", true),
+        ("?sslmode=disable", false),
+    ] {
+        let client = connects(&on_tls("127.0.0.1", query), &none).await.unwrap();
+        assert_eq!(over_tls(&client).await, tls, "{query:?}");
+    }
+    // Settings from outside the string (PGSSLMODE, PGSSLROOTCERT in the CLI); the string's win.
+    let env = pg::TlsDefaults {
+        sslmode: Some("verify-ca".into()),
+        sslrootcert: Some(t.other_ca.clone()),
+    };
+    let e = connects(&on_tls("127.0.0.1", ""), &env).await.unwrap_err();
+    check_refused(&e, "is not signed by a certificate of sslrootcert");
+    let client = connects(&on_tls("127.0.0.1", &format!("?sslrootcert={ca}")), &env)
+        .await
+        .unwrap();
+    assert!(over_tls(&client).await);
+    let client = connects(&on_tls("127.0.0.1", "?sslmode=disable"), &env)
+        .await
+        .unwrap();
+    assert!(!over_tls(&client).await);
+
+    // A server without TLS: refused under require and the verify modes, used in clear under
+    // prefer.
+    let plain_url = |query: &str| format!("{}{query}", plain.url("postgres"));
+    for query in [
+        "?sslmode=require".to_string(),
+        format!("?sslmode=require&sslrootcert={ca}"),
+        format!("?sslmode=verify-full&sslrootcert={ca}"),
+    ] {
+        let e = connects(&plain_url(&query), &none).await.unwrap_err();
+        check_refused(&e, "the server does not offer TLS, and sslmode=");
+        check_refused(&e, "does not connect without it");
+    }
+    let client = connects(&plain_url("?sslmode=prefer"), &none)
+        .await
+        .unwrap();
+    assert!(!over_tls(&client).await);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -36,7 +36,13 @@ chmod 644 "$work/pwfile"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 "${as_pg[@]}" "$bin/pg_ctl" -D "$work/data" -l "$work/data/server.log" -w -o \
   "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories= -c fsync=off" start >/dev/null
-export DATABASE_URL="postgresql://etrading:$password@127.0.0.1:$port/postgres"
+# The owner (a superuser here) migrates; promotion runs as `promoter`, which owns nothing.
+owner_url="postgresql://etrading:$password@127.0.0.1:$port/postgres"
+promoter_password="pr-$RANDOM-$RANDOM"
+promoter_url="postgresql://promoter:$promoter_password@127.0.0.1:$port/postgres"
+PGPASSWORD="$password" "$bin/psql" -q -h 127.0.0.1 -p "$port" -U etrading -d postgres \
+  -c "CREATE ROLE promoter LOGIN PASSWORD '$promoter_password'"
+export DATABASE_URL="$owner_url"
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 # expect_fail PATTERN CMD...: CMD must exit 1 with PATTERN in its one-line error.
@@ -47,6 +53,7 @@ expect_fail() {
   grep -qF -- "$pattern" <<<"$err" || fail "error of '$*' lacks '$pattern': $err"
   [ "$(wc -l <<<"$err")" -eq 1 ] || fail "error of '$*' is not one line: $err"
   if grep -qF -- "$password" <<<"$err"; then fail "password printed: $err"; fi
+  if grep -qF -- "$promoter_password" <<<"$err"; then fail "password printed: $err"; fi
 }
 
 spec=examples/rsi_ema.toml
@@ -101,15 +108,32 @@ db.commit()
 PY
 S=(--storage "sqlite:///$work/study.db" --study rsi)
 
-"$ETRADING" db migrate | grep -q "applied migrations 1" || fail "first migrate"
+# Nothing but `db migrate` creates tables: before it, the other commands say to run it.
+tables() {
+  PGPASSWORD="$password" "$bin/psql" -qtA -h 127.0.0.1 -p "$port" -U etrading -d postgres \
+    -c "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+}
+expect_fail "no etrading tables yet; run \`etrading db migrate\` as the role that will own them" \
+  "$ETRADING" promote "${S[@]}" --min-trades 1
+expect_fail "run \`etrading db migrate\`" "$ETRADING" rollback --strategy rsi_ema
+expect_fail "run \`etrading db migrate\`" "$ETRADING" configs
+[ "$(tables)" = 0 ] || fail "a command other than db migrate created tables"
+
+expect_fail "cannot be a promoter: it is a superuser" "$ETRADING" db migrate --grant-promoter etrading
+"$ETRADING" db migrate | grep -q "up to date" || fail "migrate after the refused grant"
+out=$("$ETRADING" db migrate --grant-promoter promoter)
+grep -q "role \"promoter\" may promote and roll back: SELECT on etrading_migrations; SELECT, INSERT on config_history; SELECT, INSERT, UPDATE on active_configs" <<<"$out" \
+  || fail "grant: $out"
 "$ETRADING" db migrate | grep -q "up to date" || fail "second migrate"
+export DATABASE_URL="$promoter_url"
+expect_fail "runs as the role that owns the tables" "$ETRADING" db migrate
 
 # Best eligible: trial 1 (trial 3 scores the same but is liquidated); then trial 0.
 out=$("$ETRADING" promote "${S[@]}" --min-trades 1 --by alice)
 grep -q "trial    study \"rsi\" trial 1 " <<<"$out" || fail "best trial: $out"
 grep -q "stored metrics reproduced within rel 1e-9" <<<"$out" || fail "re-run: $out"
-grep -q "promoted rsi_ema version 1 at postgresql://etrading@127.0.0.1:$port/postgres" <<<"$out" || fail "promote: $out"
-if grep -qF "$password" <<<"$out"; then fail "password printed"; fi
+grep -q "promoted rsi_ema version 1 at postgresql://promoter@127.0.0.1:$port/postgres" <<<"$out" || fail "promote: $out"
+if grep -qF "$promoter_password" <<<"$out"; then fail "password printed"; fi
 out=$("$ETRADING" promote "${S[@]}" --min-trades 1 --trial 0 --by alice)
 grep -q "promoted rsi_ema version 2 (was version 1)" <<<"$out" || fail "second promotion: $out"
 
@@ -165,4 +189,9 @@ closed=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0));
 expect_fail "server unreachable" "$ETRADING" configs --pg "postgresql://etrading:$password@127.0.0.1:$closed/postgres"
 expect_fail "password authentication failed" "$ETRADING" configs --pg "postgresql://etrading:wrong$password@127.0.0.1:$port/postgres"
 expect_fail "no PostgreSQL given" env -u DATABASE_URL "$ETRADING" configs
+# TLS settings from libpq's environment variables (this server has no TLS).
+expect_fail "the server does not offer TLS, and sslmode=require does not connect without it" \
+  env PGSSLMODE=require "$ETRADING" configs
+expect_fail "sslmode=verify-full needs a root certificate" env PGSSLMODE=verify-full "$ETRADING" configs
+"$ETRADING" configs --pg "$promoter_url?sslmode=prefer" | grep -q "^rsi_ema " || fail "sslmode=prefer without TLS"
 echo "test-promote: ok"

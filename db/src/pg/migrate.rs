@@ -5,9 +5,14 @@
 //! embedded SQL still has the recorded checksum (an applied migration must never change; a
 //! change is a new migration). Everything happens in one transaction under an advisory lock,
 //! so two processes migrating at once apply each migration exactly once.
+//!
+//! Only [`migrate`] runs DDL, as the role that owns the tables. Promotion and rollback run as
+//! a role that does not own them ([`grant_promoter`] gives it exactly what they need) and only
+//! [`check_schema`]: a database that is not at the newest migration is refused, with the
+//! command to run, and never changed.
 
 use sha2::{Digest, Sha256};
-use tokio_postgres::Client;
+use tokio_postgres::{Client, GenericClient, Row};
 
 use super::PgError;
 
@@ -56,6 +61,56 @@ pub struct MigrationReport {
     pub already_applied: Vec<i32>,
 }
 
+/// Checks the rows of `etrading_migrations` against the embedded migrations: every recorded
+/// one must be known with the same checksum. Returns the recorded versions.
+fn verify_applied(rows: &[Row]) -> Result<Vec<i32>, PgError> {
+    let known = MIGRATIONS.last().map_or(0, |m| m.version);
+    let mut applied = Vec::with_capacity(rows.len());
+    for row in rows {
+        let version: i32 = row.get(0);
+        let Some(m) = MIGRATIONS.iter().find(|m| m.version == version) else {
+            return Err(PgError::SchemaTooNew {
+                found: rows.last().map_or(version, |r| r.get(0)),
+                known,
+            });
+        };
+        let recorded: String = row.get(2);
+        let carried = m.sha256();
+        if recorded != carried {
+            return Err(PgError::MigrationChanged {
+                version,
+                name: row.get(1),
+                applied: recorded,
+                carried,
+            });
+        }
+        applied.push(version);
+    }
+    Ok(applied)
+}
+
+/// Checks, without changing anything, that the database is at exactly the newest migration
+/// this build carries. Promotion, rollback and `configs` call it instead of migrating: a
+/// missing or older schema is [`PgError::NotMigrated`] or [`PgError::SchemaBehind`] (run
+/// `etrading db migrate` as the owning role), a newer one [`PgError::SchemaTooNew`].
+pub async fn check_schema(client: &impl GenericClient) -> Result<(), PgError> {
+    let rows = client
+        .query(
+            "SELECT version, name, sha256 FROM etrading_migrations ORDER BY version",
+            &[],
+        )
+        .await
+        .map_err(|e| PgError::query("reading etrading_migrations", &e))?;
+    let applied = verify_applied(&rows)?;
+    if MIGRATIONS.iter().any(|m| !applied.contains(&m.version)) {
+        return Err(PgError::SchemaBehind {
+            found: applied.last().copied().unwrap_or(0),
+            needed: MIGRATIONS.last().map_or(0, |m| m.version),
+        });
+    }
+    Ok(())
+}
+
 /// Brings the database to the newest migration.
 pub async fn migrate(client: &mut Client) -> Result<MigrationReport, PgError> {
     let tx = client
@@ -82,28 +137,10 @@ pub async fn migrate(client: &mut Client) -> Result<MigrationReport, PgError> {
         )
         .await
         .map_err(|e| PgError::statement("reading etrading_migrations", &e))?;
-    let known = MIGRATIONS.last().map_or(0, |m| m.version);
-    let mut report = MigrationReport::default();
-    for row in &rows {
-        let version: i32 = row.get(0);
-        let Some(m) = MIGRATIONS.iter().find(|m| m.version == version) else {
-            return Err(PgError::SchemaTooNew {
-                found: rows.last().map_or(version, |r| r.get(0)),
-                known,
-            });
-        };
-        let applied: String = row.get(2);
-        let carried = m.sha256();
-        if applied != carried {
-            return Err(PgError::MigrationChanged {
-                version,
-                name: row.get(1),
-                applied,
-                carried,
-            });
-        }
-        report.already_applied.push(version);
-    }
+    let mut report = MigrationReport {
+        already_applied: verify_applied(&rows)?,
+        ..MigrationReport::default()
+    };
     for m in MIGRATIONS {
         if report.already_applied.contains(&m.version) {
             continue;

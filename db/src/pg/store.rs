@@ -4,10 +4,12 @@
 //! (`pg_advisory_xact_lock` on a hash of its id, so changes of one strategy queue behind each
 //! other while other strategies proceed), number the new version after the newest in
 //! `config_history`, append the history row, then replace the strategy's row in
-//! `active_configs` with a copy of it. Until the commit no other session sees any of it; after
-//! it, both tables agree. [`begin_promotion`] and [`begin_rollback`] stop before the commit and
-//! hand back a [`PendingChange`], so a caller (or a test) can look from another session, commit,
-//! or drop it (which rolls back).
+//! `active_configs` with a copy of it (an upsert: no DELETE privilege needed). Until the commit
+//! no other session sees any of it; after it, both tables agree. Each transaction first checks
+//! that the database is at the newest migration ([`check_schema`]); none runs DDL.
+//! [`begin_promotion`] and [`begin_rollback`] stop before the commit and hand back a
+//! [`PendingChange`], so a caller (or a test) can look from another session, commit, or drop
+//! it (which rolls back).
 
 use std::collections::BTreeMap;
 
@@ -18,6 +20,7 @@ use serde_json::Value;
 use tokio_postgres::{Client, GenericClient, Row, Transaction};
 
 use super::PgError;
+use super::migrate::check_schema;
 
 /// The query the live bot runs to read its configuration (docs/PROMOTION.md shows it; a test
 /// checks that the two agree). `$1` is the strategy id; no row means "do not trade".
@@ -383,21 +386,30 @@ async fn lock_strategy(tx: &Transaction<'_>, strategy_id: &str) -> Result<Curren
     })
 }
 
-/// Replaces the strategy's active row by a copy of history row `history_id`.
-async fn activate(tx: &Transaction<'_>, strategy_id: &str, history_id: i64) -> Result<(), PgError> {
-    tx.execute(
-        "DELETE FROM active_configs WHERE strategy_id = $1",
-        &[&strategy_id],
-    )
-    .await
-    .map_err(|e| PgError::query("replacing the active config", &e))?;
+/// Replaces the strategy's active row by a copy of history row `history_id`: one upsert, so a
+/// promoter role needs INSERT and UPDATE on `active_configs` but never DELETE.
+async fn activate(tx: &Transaction<'_>, history_id: i64) -> Result<(), PgError> {
+    let updates: Vec<String> = ROW_COLUMNS
+        .split(',')
+        .map(str::trim)
+        .filter(|c| *c != "strategy_id")
+        .map(|c| format!("{c} = EXCLUDED.{c}"))
+        .collect();
     let sql = format!(
         "INSERT INTO active_configs ({ROW_COLUMNS}) SELECT {ROW_COLUMNS} FROM config_history \
-         WHERE history_id = $1"
+         WHERE history_id = $1 ON CONFLICT (strategy_id) DO UPDATE SET {}",
+        updates.join(", ")
     );
-    tx.execute(&sql, &[&history_id])
+    let written = tx
+        .execute(&sql, &[&history_id])
         .await
         .map_err(|e| PgError::query("writing the active config", &e))?;
+    if written != 1 {
+        return Err(PgError::Query {
+            context: "writing the active config".into(),
+            reason: format!("{written} rows written instead of 1"),
+        });
+    }
     Ok(())
 }
 
@@ -430,6 +442,7 @@ pub async fn begin_promotion<'a>(
         .transaction()
         .await
         .map_err(|e| PgError::query("starting the promotion transaction", &e))?;
+    check_schema(&tx).await?;
     let id = record.strategy_id.as_str();
     let current = lock_strategy(&tx, id).await?;
     let version = current.next_version;
@@ -487,7 +500,7 @@ pub async fn begin_promotion<'a>(
         .await
         .map_err(|e| PgError::query("appending the promotion to config_history", &e))?;
     let history_id: i64 = row.get(0);
-    activate(&tx, id, history_id).await?;
+    activate(&tx, history_id).await?;
     Ok(PendingChange {
         tx,
         outcome: ChangeOutcome {
@@ -519,6 +532,7 @@ pub async fn begin_rollback<'a>(
         .transaction()
         .await
         .map_err(|e| PgError::query("starting the rollback transaction", &e))?;
+    check_schema(&tx).await?;
     let current = lock_strategy(&tx, strategy_id).await?;
     let Some((active_version, active_source)) = current.active else {
         return Err(PgError::NoActiveConfig {
@@ -594,7 +608,7 @@ pub async fn begin_rollback<'a>(
         .await
         .map_err(|e| PgError::query("appending the rollback to config_history", &e))?;
     let history_id: i64 = row.get(0);
-    activate(&tx, strategy_id, history_id).await?;
+    activate(&tx, history_id).await?;
     Ok(PendingChange {
         tx,
         outcome: ChangeOutcome {

@@ -10,6 +10,10 @@
 //!
 //! The binaries are found under `$ETRADING_PG_BIN_DIR`, else the newest
 //! `/usr/lib/postgresql/*/bin`. Missing binaries fail the tests; they never skip.
+//!
+//! A second cluster, [`tls_cluster`], runs with `ssl=on` and a server certificate for
+//! `localhost` signed by a CA made here with rcgen; its PEM file (and another CA's, which
+//! signed nothing of this server) lie in the cluster's directory.
 
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
@@ -24,6 +28,8 @@ pub const ADMIN: &str = "etrading";
 /// The running cluster.
 #[derive(Debug)]
 pub struct Cluster {
+    /// Its temporary directory (removed when the test process ends).
+    pub dir: PathBuf,
     /// Loopback port.
     pub port: u16,
     /// The superuser's password.
@@ -52,7 +58,69 @@ static CLUSTER: OnceLock<Cluster> = OnceLock::new();
 
 /// The cluster, started on first use.
 pub fn cluster() -> &'static Cluster {
-    CLUSTER.get_or_init(start)
+    CLUSTER.get_or_init(|| start(None))
+}
+
+/// A cluster that speaks TLS, and the certificates to check it with.
+#[derive(Debug)]
+pub struct TlsCluster {
+    /// The cluster (`ssl=on`; plain connections are accepted too).
+    pub cluster: Cluster,
+    /// PEM file of the CA that signed the server's certificate (for `localhost` only).
+    pub ca: PathBuf,
+    /// PEM file of another CA, which signed nothing of this server.
+    pub other_ca: PathBuf,
+}
+
+/// A server certificate and its key, PEM.
+struct ServerTls {
+    cert_pem: String,
+    key_pem: String,
+}
+
+static TLS_CLUSTER: OnceLock<TlsCluster> = OnceLock::new();
+
+/// The TLS cluster, started on first use.
+pub fn tls_cluster() -> &'static TlsCluster {
+    TLS_CLUSTER.get_or_init(|| {
+        let ca = |name: &str| {
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, name);
+            params.key_usages = vec![
+                rcgen::KeyUsagePurpose::KeyCertSign,
+                rcgen::KeyUsagePurpose::DigitalSignature,
+            ];
+            let key = rcgen::KeyPair::generate().unwrap();
+            let cert = params.self_signed(&key).unwrap();
+            (cert, rcgen::Issuer::new(params, key))
+        };
+        let (ca_cert, issuer) = ca("etrading test CA");
+        let (other_cert, _) = ca("etrading other CA");
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "localhost");
+        params.use_authority_key_identifier_extension = true;
+        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let server = params.signed_by(&key, &issuer).unwrap();
+        let cluster = start(Some(&ServerTls {
+            cert_pem: server.pem(),
+            key_pem: key.serialize_pem(),
+        }));
+        let (ca, other_ca) = (cluster.dir.join("ca.pem"), cluster.dir.join("other-ca.pem"));
+        std::fs::write(&ca, ca_cert.pem()).unwrap();
+        std::fs::write(&other_ca, other_cert.pem()).unwrap();
+        TlsCluster {
+            cluster,
+            ca,
+            other_ca,
+        }
+    })
 }
 
 fn bin_dir() -> PathBuf {
@@ -116,7 +184,7 @@ fn free_port() -> u16 {
         .expect("binding a loopback port")
 }
 
-fn start() -> Cluster {
+fn start(tls: Option<&ServerTls>) -> Cluster {
     let bin = bin_dir();
     let dir = tempfile::Builder::new()
         .prefix("etrading-pg-")
@@ -187,6 +255,18 @@ fn start() -> Cluster {
     )
     .unwrap();
 
+    if let Some(tls) = tls {
+        // The key must belong to the server's user and be readable by it alone.
+        for (name, pem) in [("server.crt", &tls.cert_pem), ("server.key", &tls.key_pem)] {
+            let path = data.join(name);
+            std::fs::write(&path, pem).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            if let Ok(uid) = owner {
+                std::os::unix::fs::chown(&path, Some(uid), None).unwrap();
+            }
+        }
+    }
+
     let port = free_port();
     let mut postgres = command(&bin.join("postgres"));
     postgres
@@ -197,6 +277,10 @@ fn start() -> Cluster {
         .args(["-c", "unix_socket_directories="])
         .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
         .args(["-c", "full_page_writes=off", "-c", "max_connections=200"]);
+    if tls.is_some() {
+        postgres.args(["-c", "ssl=on", "-c", "ssl_cert_file=server.crt"]);
+        postgres.args(["-c", "ssl_key_file=server.key"]);
+    }
     let argv: Vec<String> = std::iter::once(postgres.get_program())
         .chain(postgres.get_args())
         .map(|a| a.to_string_lossy().into_owned())
@@ -258,6 +342,7 @@ fn start() -> Cluster {
         std::thread::sleep(Duration::from_millis(100));
     }
     Cluster {
+        dir,
         port,
         password,
         _stop_pipe: Mutex::new(stop_pipe),
