@@ -77,6 +77,10 @@ pub struct BenchKernelsArgs {
     /// f32, and the GPU in f32; f32 or f64 times each backend at that precision only.
     #[arg(long, value_enum, default_value = "auto")]
     pub precision: crate::research::PrecisionArg,
+    /// The SIMD kernel's vector width (default: the widest this CPU has); the width used is
+    /// printed in each SIMD row.
+    #[arg(long, value_enum)]
+    pub simd_width: Option<crate::research::SimdWidthArg>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -322,6 +326,7 @@ fn bench_kernels(args: &BenchKernelsArgs, out: &mut dyn Write) -> anyhow::Result
         },
         walk_forward: None,
         max_memory: None,
+        simd_width: args.simd_width,
     };
     let research = crate::research::Research::load(&research_args)?;
     let market = research.market();

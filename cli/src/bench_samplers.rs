@@ -213,12 +213,11 @@ fn objective_table(research: &Research, total: u64) -> anyhow::Result<Vec<Option
     let input = research.input(&market);
     batch::run(&input, &sets, backend, &mut rows, &|_| {})
         .map_err(|e| anyhow::anyhow!("{}: {e}", spec.file))?;
-    let leverage = spec.leverage_param();
     Ok(sets
         .iter()
         .enumerate()
         .map(|(k, set)| {
-            let lev = leverage.and_then(|i| set.values[i].as_f64()).unwrap_or(1.0);
+            let lev = spec.leverage_used(set);
             score_trial(
                 &spec.objective,
                 &research.windows,

@@ -61,6 +61,9 @@ pub struct OptimizeArgs {
     /// f32 runs twice the lanes per vector within the f32 tolerance (docs/SEMANTICS.md §4.3).
     #[arg(long, value_enum, default_value = "auto")]
     pub precision: crate::research::PrecisionArg,
+    /// The SIMD kernel's vector width (default: the widest this CPU has).
+    #[arg(long, value_enum)]
+    pub simd_width: Option<crate::research::SimdWidthArg>,
     /// Continue an existing study: its RUNNING trials (left by a killed run) become FAIL, its
     /// finished trials count towards --trials and are not sampled again.
     #[arg(long)]
@@ -109,7 +112,8 @@ impl SamplerArg {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum ObjectiveArg {
-    Calmar,
+    #[value(name = "return_over_drawdown")]
+    ReturnOverDrawdown,
     #[value(name = "risk_adjusted")]
     RiskAdjusted,
     Robust,
@@ -118,7 +122,7 @@ pub enum ObjectiveArg {
 impl ObjectiveArg {
     fn name(self) -> ObjectiveName {
         match self {
-            ObjectiveArg::Calmar => ObjectiveName::Calmar,
+            ObjectiveArg::ReturnOverDrawdown => ObjectiveName::ReturnOverDrawdown,
             ObjectiveArg::RiskAdjusted => ObjectiveName::RiskAdjusted,
             ObjectiveArg::Robust => ObjectiveName::Robust,
         }
@@ -132,15 +136,6 @@ pub enum BackendArg {
     Scalar,
 }
 
-/// The index of the `leverage` param, if the spec has one.
-fn leverage_of(spec: &Spec, set: &ParamSet) -> f64 {
-    spec.params
-        .index_of("leverage")
-        .and_then(|i| set.values.get(i))
-        .and_then(ParamValue::as_f64)
-        .unwrap_or(1.0)
-}
-
 /// The outcome of one evaluated trial: state, value and user attributes (metrics of the full
 /// run and of every window, the objective per window, provenance, and the reason when the
 /// trial is discarded).
@@ -151,7 +146,9 @@ pub fn trial_outcome(
     set: &ParamSet,
     identity: &RunIdentity,
 ) -> (TrialState, Option<f64>, Vec<(String, JsonValue)>) {
-    let leverage = leverage_of(spec, set);
+    // The leverage the set trades at after the spec's caps: what objectives and the drawdown
+    // cap read (stored as `leverage`).
+    let leverage = spec.leverage_used(set);
     let score = score_trial(&spec.objective, plan, metrics, leverage);
     let mut attrs: Vec<(String, JsonValue)> = metric_attributes(plan, metrics, &score)
         .into_iter()
@@ -203,6 +200,7 @@ pub fn run(args: &OptimizeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         bail!("--batch must be at least 1");
     }
     check_capital(args.capital)?;
+    crate::research::SimdWidthArg::apply(args.simd_width)?;
     let mut pool = rayon::ThreadPoolBuilder::new();
     if let Some(jobs) = args.jobs {
         if jobs == 0 {

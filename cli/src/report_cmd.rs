@@ -352,12 +352,7 @@ impl Runner {
                 )
                 .context("running the walk-forward windows")?;
                 let metrics: Vec<_> = results.iter().map(|r| r.metrics).collect();
-                let leverage = spec
-                    .params
-                    .index_of("leverage")
-                    .and_then(|i| params.values.get(i))
-                    .and_then(ParamValue::as_f64)
-                    .unwrap_or(1.0);
+                let leverage = spec.leverage_used(params);
                 let score = score_trial(&spec.objective, &plan, &metrics, leverage);
                 let attrs = metric_attributes(&plan, &metrics, &score);
                 windows_from_attrs(attrs.iter().map(|(k, v)| (k.as_str(), *v)))

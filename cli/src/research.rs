@@ -80,6 +80,62 @@ pub struct ResearchArgs {
     /// available.
     #[arg(long, value_name = "SIZE")]
     pub max_memory: Option<String>,
+    /// The SIMD kernel's vector width (default: the widest this CPU has).
+    #[arg(long, value_enum)]
+    pub simd_width: Option<SimdWidthArg>,
+}
+
+/// `--simd-width`: the vector unit the SIMD kernel runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SimdWidthArg {
+    /// 2 f64 lanes on x86-64 (SSE2).
+    Sse2,
+    /// 2 f64 lanes on aarch64 (NEON).
+    Neon,
+    /// 4 f64 lanes (AVX2).
+    Avx2,
+    /// 8 f64 lanes (AVX-512F).
+    Avx512,
+}
+
+impl SimdWidthArg {
+    /// Makes the SIMD kernel of this process run at this width, or says why it cannot (a
+    /// width this CPU or architecture lacks).
+    pub fn apply(width: Option<SimdWidthArg>) -> anyhow::Result<()> {
+        let Some(width) = width else {
+            return Ok(());
+        };
+        let level = match width {
+            SimdWidthArg::Sse2 if cfg!(target_arch = "x86_64") => SimdLevel::Base,
+            SimdWidthArg::Neon if cfg!(target_arch = "aarch64") => SimdLevel::Base,
+            SimdWidthArg::Avx2 | SimdWidthArg::Avx512 if !cfg!(target_arch = "x86_64") => {
+                bail!(
+                    "--simd-width {}: an x86-64 width; this build runs on {}",
+                    width.name(),
+                    std::env::consts::ARCH
+                )
+            }
+            SimdWidthArg::Sse2 | SimdWidthArg::Neon => bail!(
+                "--simd-width {}: not this architecture's ({}: use --simd-width {})",
+                width.name(),
+                std::env::consts::ARCH,
+                SimdLevel::Base.unit()
+            ),
+            SimdWidthArg::Avx2 => SimdLevel::Avx2,
+            SimdWidthArg::Avx512 => SimdLevel::Avx512,
+        };
+        SimdLevel::force(level)
+            .map_err(|why| anyhow::anyhow!("--simd-width {}: {why}", width.name()))
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            SimdWidthArg::Sse2 => "sse2",
+            SimdWidthArg::Neon => "neon",
+            SimdWidthArg::Avx2 => "avx2",
+            SimdWidthArg::Avx512 => "avx512",
+        }
+    }
 }
 
 /// `--backend`.
@@ -238,6 +294,7 @@ pub struct Research {
 
 impl Research {
     pub fn load(args: &ResearchArgs) -> anyhow::Result<Research> {
+        SimdWidthArg::apply(args.simd_width)?;
         let run = &args.run;
         let capital = run.capital()?;
         let (mut spec, spec_text) = read_spec_and_text(&run.spec)?;

@@ -134,7 +134,6 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let spec = &research.spec;
     let names: Vec<String> = spec.params.params.iter().map(|p| p.name.clone()).collect();
     let windows = research.windows.windows().to_vec();
-    let leverage_index = spec.leverage_param();
 
     // The grid points to run (after --set), minus those already in the output file.
     let mut todo: Vec<u64> = Vec::new();
@@ -339,9 +338,7 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             }
             for (k, (&grid_index, set)) in chunk.iter().zip(&sets).enumerate() {
                 let metrics = &rows[k * nw..(k + 1) * nw];
-                let leverage = leverage_index
-                    .and_then(|i| set.values[i].as_f64())
-                    .unwrap_or(1.0);
+                let leverage = spec.leverage_used(set);
                 let score = score_trial(&spec.objective, &research.windows, metrics, leverage);
                 if writer.is_some() && !in_out.sets.contains(&grid_index) {
                     push_row(&mut rows_out, grid_index, set, &score.value, metrics)?;

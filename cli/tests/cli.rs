@@ -782,7 +782,9 @@ fn banded_spec(dir: &Path, min_trades: u64) -> PathBuf {
     let path = dir.join(format!("rsi_ema_min{min_trades}.toml"));
     std::fs::write(
         &path,
-        format!("{text}\n[objective]\nname = \"calmar\"\nmin_trades = {min_trades}\n"),
+        format!(
+            "{text}\n[objective]\nname = \"return_over_drawdown\"\nmin_trades = {min_trades}\n"
+        ),
     )
     .unwrap();
     path
@@ -1212,4 +1214,54 @@ fn a_study_report_re_runs_the_stored_spec_and_refuses_other_inputs() {
     );
     let forced = report(&["--from", "2025-06-01", "--force"]);
     assert!(forced.status.success(), "{}", stderr(&forced));
+}
+
+#[test]
+fn simd_width_is_chosen_by_flag_and_every_width_agrees() {
+    let default = sweep_json(&["--backend", "simd"]);
+    #[cfg(target_arch = "x86_64")]
+    let widths = [
+        ("sse2", "sse2 f64x2"),
+        ("avx2", "avx2 f64x4"),
+        ("avx512", "avx512 f64x8"),
+    ];
+    #[cfg(not(target_arch = "x86_64"))]
+    let widths = [("neon", "neon f64x2")];
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    for (flag, label) in widths {
+        if (flag == "avx2" && !cpu.contains(" avx2"))
+            || (flag == "avx512" && !cpu.contains(" avx512f"))
+        {
+            // A width this CPU lacks is refused, naming the widest it has.
+            let out = sweep_hooked(None, &["--backend", "simd", "--simd-width", flag]);
+            assert!(
+                stderr(&out).contains(&format!("--simd-width {flag}: this CPU has no")),
+                "{}",
+                stderr(&out)
+            );
+            continue;
+        }
+        let run = sweep_json(&["--backend", "simd", "--simd-width", flag]);
+        assert!(
+            run["backend"].as_str().unwrap().contains(label),
+            "{flag}: {}",
+            run["backend"]
+        );
+        assert_eq!(
+            run["top"], default["top"],
+            "{flag}: f64 lanes of every width are bit-identical"
+        );
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        let out = sweep_hooked(None, &["--simd-width", "neon"]);
+        assert!(!out.status.success());
+        assert!(
+            stderr(&out).contains(
+                "--simd-width neon: not this architecture's (x86_64: use --simd-width sse2)"
+            ),
+            "{}",
+            stderr(&out)
+        );
+    }
 }

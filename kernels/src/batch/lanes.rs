@@ -368,17 +368,51 @@ pub enum SimdLevel {
     Avx512,
 }
 
+/// The level [`SimdLevel::force`] chose for this process (0: none; else the level's rank + 1).
+static FORCED: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
 impl SimdLevel {
-    /// Detects the level at run time (`is_x86_feature_detected!`), honouring
-    /// `ETRADING_SIMD=base|avx2|avx512` to force a lower level (never a higher one than the
-    /// CPU has).
+    /// The level the SIMD kernel runs at: the one [`SimdLevel::force`] chose (`--simd-width`),
+    /// else `ETRADING_SIMD=base|avx2|avx512` when it names a lower level than the CPU's, else
+    /// the widest the CPU has (`is_x86_feature_detected!`).
     pub fn detect() -> SimdLevel {
         let cpu = Self::cpu();
+        match FORCED.load(std::sync::atomic::Ordering::Relaxed) {
+            1 => return SimdLevel::Base,
+            2 => return SimdLevel::Avx2,
+            3 => return SimdLevel::Avx512,
+            _ => {}
+        }
         match std::env::var("ETRADING_SIMD").as_deref() {
             Ok("base") => SimdLevel::Base,
             Ok("avx2") if cpu != SimdLevel::Base => SimdLevel::Avx2,
             _ => cpu,
         }
+    }
+
+    /// Makes every later [`SimdLevel::detect`] of this process return `level` (`--simd-width`),
+    /// or refuses a level this CPU does not have, naming the widest it has.
+    pub fn force(level: SimdLevel) -> Result<(), String> {
+        let cpu = Self::cpu();
+        if level > cpu {
+            return Err(format!(
+                "this CPU has no {} (its widest SIMD is {})",
+                level.unit(),
+                cpu.unit()
+            ));
+        }
+        let rank = match level {
+            SimdLevel::Base => 1,
+            SimdLevel::Avx2 => 2,
+            SimdLevel::Avx512 => 3,
+        };
+        FORCED.store(rank, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The vector unit's name: `sse2`, `neon`, `portable`, `avx2` or `avx512`.
+    pub fn unit(self) -> &'static str {
+        self.name().split(' ').next().unwrap_or("portable")
     }
 
     /// Every level this CPU runs, narrowest first.

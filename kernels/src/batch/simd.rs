@@ -681,11 +681,13 @@ fn run_task<L: Lanes>(
             }
             t0 = t1;
         }
+        let span =
+            crate::engine::span_ms(&market.open_time[ctx.start..ctx.end], market.interval_ms);
         for (b, chunk) in task.chunks(L::W).enumerate() {
             let accs = sims[b].finish(&ctx);
             for l in 0..chunk.len() {
                 let k = b * L::W + l;
-                rows[k * nw + w] = accs[l].finish(market.interval_ms);
+                rows[k * nw + w] = accs[l].finish(span);
                 if log_this {
                     logs[k] = std::mem::take(&mut block_logs[b][l]);
                 }

@@ -11,15 +11,19 @@ pub struct Metrics {
     pub final_equity: f64,
     /// `final / initial - 1`.
     pub total_return: f64,
-    /// Compound annual growth rate over the span of the bars.
+    /// Compound annual growth rate over the time span of the bars.
     pub cagr: f64,
+    /// The time span of the bars in years of 365.25 days: from the first bar's open to the
+    /// last bar's close (holes in the time index count as time; SEMANTICS.md §2.10).
+    pub years: f64,
     /// Simple annualised return, `total_return / years`.
     pub apr: f64,
     /// Largest fall from a running peak of the close-to-close equity curve, as a fraction.
     pub max_drawdown: f64,
     /// `cagr / max_drawdown`.
     pub calmar: f64,
-    /// Annualised mean / standard deviation (n - 1) of per-bar equity returns.
+    /// Mean / standard deviation (n - 1) of per-bar equity returns, annualised by the square
+    /// root of bars per year (the bar count over [`Metrics::years`]).
     pub sharpe: f64,
     /// Annualised mean / downside deviation (root mean square of negative returns).
     pub sortino: f64,
@@ -127,11 +131,13 @@ impl MetricsAcc {
         }
     }
 
-    /// The metrics of a run of `self.bars` bars of `interval_ms`.
-    pub fn finish(&self, interval_ms: i64) -> Metrics {
+    /// The metrics of a run whose bars span `span_ms` ([`span_ms`]): CAGR, APR and the
+    /// annualised ratios use that time, not the bar count, so holes in the index do not
+    /// shorten a year.
+    pub fn finish(&self, span_ms: i64) -> Metrics {
         let initial = self.initial;
         let final_equity = self.final_equity;
-        let years = self.bars as f64 * interval_ms as f64 / YEAR_MS;
+        let years = span_ms as f64 / YEAR_MS;
         let total_return = final_equity / initial - 1.0;
         let cagr = if final_equity <= 0.0 {
             -1.0
@@ -140,8 +146,14 @@ impl MetricsAcc {
         } else {
             f64::NAN
         };
-        let bars_per_year = YEAR_MS / interval_ms as f64;
         let nf = self.count as f64;
+        // Bars per year of the run's own sampling (with holes in the index, fewer than a
+        // year of `interval` holds).
+        let bars_per_year = if years > 0.0 {
+            self.bars as f64 / years
+        } else {
+            f64::NAN
+        };
         let mean = if self.count > 0 {
             self.sum / nf
         } else {
@@ -160,6 +172,7 @@ impl MetricsAcc {
             final_equity,
             total_return,
             cagr,
+            years,
             apr: if years > 0.0 {
                 total_return / years
             } else {
@@ -188,8 +201,18 @@ impl MetricsAcc {
     }
 }
 
-/// Computes the metrics of `r` (its curves and trades must be filled).
-pub fn compute_metrics(r: &SimResult, interval_ms: i64, initial: f64) -> Metrics {
+/// The time span of bars opening at `open_time` (one window's slice), each `interval_ms`
+/// long: from the first open to the last bar's close; 0 without bars.
+pub fn span_ms(open_time: &[i64], interval_ms: i64) -> i64 {
+    match (open_time.first(), open_time.last()) {
+        (Some(first), Some(last)) => last - first + interval_ms,
+        _ => 0,
+    }
+}
+
+/// Computes the metrics of `r` (its curves and trades must be filled), a run whose bars span
+/// `span_ms` ([`span_ms`]).
+pub fn compute_metrics(r: &SimResult, span_ms: i64, initial: f64) -> Metrics {
     let mut acc = MetricsAcc::new(initial);
     for t in 0..r.equity.len() {
         acc.bar(
@@ -206,5 +229,5 @@ pub fn compute_metrics(r: &SimResult, interval_ms: i64, initial: f64) -> Metrics
             trade.exit_reason == ExitReason::Liquidation,
         );
     }
-    acc.finish(interval_ms)
+    acc.finish(span_ms)
 }

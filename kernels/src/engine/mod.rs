@@ -13,7 +13,7 @@
 mod metrics;
 mod sim;
 
-pub use metrics::{Metrics, MetricsAcc, compute_metrics};
+pub use metrics::{Metrics, MetricsAcc, compute_metrics, span_ms};
 pub use sim::simulate;
 pub(crate) use sim::{Position, Target};
 

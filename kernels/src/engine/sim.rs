@@ -3,7 +3,7 @@
 
 use super::{
     ExitReason, Fill, MarginMode, Side, SimInput, SimParams, SimResult, SymbolInput, Trade,
-    compute_metrics,
+    compute_metrics, span_ms,
 };
 
 /// The side a symbol should hold after a signal.
@@ -182,7 +182,11 @@ pub fn simulate(input: &SimInput<'_>, p: &SimParams) -> SimResult {
     }
     out.trades = st.trades;
     out.skipped_entries = st.skipped_entries;
-    out.metrics = compute_metrics(&out, input.interval_ms, p.initial_capital);
+    out.metrics = compute_metrics(
+        &out,
+        span_ms(input.open_time, input.interval_ms),
+        p.initial_capital,
+    );
     out
 }
 

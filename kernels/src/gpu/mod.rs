@@ -661,7 +661,12 @@ fn read_back<R: Real>(
                 i % n_windows,
             )));
         }
-        *slot = plan::finish_metrics(&row, input.initial_capital, input.market.interval_ms);
+        let w = input.windows.windows()[i % n_windows];
+        let span = crate::engine::span_ms(
+            &input.market.open_time[w.start..w.end],
+            input.market.interval_ms,
+        );
+        *slot = plan::finish_metrics(&row, input.initial_capital, span);
     }
     Ok(())
 }

@@ -823,8 +823,9 @@ pub const MONEY_RESCALE_STEP: u32 = 64;
 
 /// The metrics of one read-back row, finished by the same [`MetricsAcc::finish`] as the
 /// reference engine. The final equity comes back in the row's money unit (2^-money_exp
-/// USDT, exact in f64).
-pub fn finish_metrics(row: &AccumHost, initial: f64, interval_ms: i64) -> Metrics {
+/// USDT, exact in f64). `span_ms`: the row's window's time span
+/// ([`crate::engine::span_ms`]).
+pub fn finish_metrics(row: &AccumHost, initial: f64, span_ms: i64) -> Metrics {
     // Steps of 2^-64 (the shader rescales by 2^64), each exact.
     let mut final_equity = row.final_equity;
     for _ in 0..row.money_exp / MONEY_RESCALE_STEP {
@@ -849,5 +850,5 @@ pub fn finish_metrics(row: &AccumHost, initial: f64, interval_ms: i64) -> Metric
         n_trades: u64::from(row.n_trades),
         liquidations: u64::from(row.liquidations),
     };
-    acc.finish(interval_ms)
+    acc.finish(span_ms)
 }

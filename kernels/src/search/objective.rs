@@ -6,31 +6,60 @@ use crate::batch::{WindowKind, WindowPlan};
 use crate::engine::Metrics;
 use crate::spec::{ObjectiveName, ObjectiveSpec};
 
-/// A drawdown below this counts as this much in the ratio objectives, so that a run without a
-/// drawdown still has a finite score (0.1 %).
-pub const DRAWDOWN_FLOOR: f64 = 1e-3;
+/// A drawdown below this counts as this much in the ratio objectives (1 %): a run without a
+/// drawdown still has a finite score, and a single lucky trade with a 0.2 % drawdown cannot
+/// score like a strong run (with a floor of 0.1 %, +1 % at 0.2 % scored as +60 % at 12 %).
+pub const DRAWDOWN_FLOOR: f64 = 1e-2;
 
-/// The objective `name` of one window's metrics at `leverage` (the `leverage` param, 1 when the
-/// spec has none):
-/// - `calmar`: `total_return / dd`;
-/// - `risk_adjusted`: `total_return / (dd x leverage)`;
-/// - `robust`: `cagr x |cagr / dd| x win_rate / leverage^2` (the Calmar ratio taken as an
-///   absolute value, so a losing run scores below zero instead of `(-) x (-) > 0`);
+/// The annualised log return of a window: `ln(final / initial) / years` over the window's
+/// time span ([`Metrics::years`]). Linear in time, so windows of different lengths compare
+/// (a CAGR compounds a short window's return into a huge number; a log return per year does
+/// not). A total loss counts as a return of -100 % + 1e-12.
+pub fn annual_log_return(m: &Metrics) -> f64 {
+    if m.years.is_nan() || m.years <= 0.0 {
+        return f64::NAN;
+    }
+    (1.0 + m.total_return).max(1e-12).ln() / m.years
+}
+
+/// `reward` penalised by `risk` (at least [`DRAWDOWN_FLOOR`], a drawdown, or a drawdown times
+/// leverage): divided by it when the reward is a gain, multiplied by it when it is a loss, so
+/// that more risk always scores lower, for both signs (dividing a loss by its drawdown would
+/// make a larger drawdown score higher). Increasing in `reward`, continuous at 0.
+pub fn penalised(reward: f64, risk: f64) -> f64 {
+    if reward >= 0.0 {
+        reward / risk
+    } else {
+        reward * risk
+    }
+}
+
+/// The objective `name` of one window's metrics at `leverage` (the leverage the set trades at
+/// after the spec's caps, [`crate::spec::Spec::leverage_used`]; 1 without a `leverage` param),
+/// with `g` = [`annual_log_return`] and `dd = max(max_drawdown, DRAWDOWN_FLOOR)`:
+/// - `return_over_drawdown`: `penalised(g, dd)`;
+/// - `risk_adjusted`: `penalised(g, dd x leverage)`;
+/// - `robust`: `penalised(g x |g|, dd x leverage^2 / q)` with `q = (1 + win_rate) / 2` (a win
+///   rate that is NaN, no trade, counts as 0).
 ///
-/// where `dd = max(max_drawdown, DRAWDOWN_FLOOR)`. A win rate that is NaN (no trade) counts as
-/// 0. The result is NaN only when a metric it reads is NaN.
+/// Each is monotone: a run with a lower return, a larger drawdown, a higher leverage or (for
+/// `robust`) a lower win rate, the rest equal, never scores higher, whatever the return's
+/// sign. The result is NaN only when a metric it reads is NaN.
 pub fn objective_value(name: ObjectiveName, metrics: &Metrics, leverage: f64) -> f64 {
     let dd = metrics.max_drawdown.max(DRAWDOWN_FLOOR);
+    let g = annual_log_return(metrics);
+    let leverage = leverage.max(1.0);
     match name {
-        ObjectiveName::Calmar => metrics.total_return / dd,
-        ObjectiveName::RiskAdjusted => metrics.total_return / (dd * leverage),
+        ObjectiveName::ReturnOverDrawdown => penalised(g, dd),
+        ObjectiveName::RiskAdjusted => penalised(g, dd * leverage),
         ObjectiveName::Robust => {
             let win_rate = if metrics.win_rate.is_nan() {
                 0.0
             } else {
                 metrics.win_rate
             };
-            metrics.cagr * (metrics.cagr / dd).abs() * win_rate / (leverage * leverage)
+            let q = 0.5 * (1.0 + win_rate);
+            penalised(g * g.abs(), dd * leverage * leverage / q)
         }
     }
 }
@@ -278,16 +307,23 @@ pub fn metric_attributes(
 mod tests {
     use super::*;
     use crate::spec::{DEFAULT_DRAWDOWN_CAPS, WalkForwardMode, WalkForwardSpec};
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
 
-    fn metrics(total_return: f64, cagr: f64, max_drawdown: f64, win_rate: f64) -> Metrics {
+    /// A window of `years` whose annualised log return is `g` (total return `e^(g x years) - 1`).
+    fn window(g: f64, years: f64, max_drawdown: f64, win_rate: f64) -> Metrics {
         Metrics {
-            total_return,
-            cagr,
+            total_return: (g * years).exp() - 1.0,
+            years,
             max_drawdown,
             win_rate,
             n_trades: 20,
             ..Metrics::default()
         }
+    }
+
+    fn metrics(g: f64, max_drawdown: f64, win_rate: f64) -> Metrics {
+        window(g, 1.0, max_drawdown, win_rate)
     }
 
     #[test]
@@ -299,48 +335,87 @@ mod tests {
                 "{name:?} at leverage {leverage}: {got} != {expect}"
             );
         };
-        // calmar: 0.30 / 0.15 = 2.
-        check(
-            ObjectiveName::Calmar,
-            metrics(0.30, 0.2, 0.15, 0.5),
-            3.0,
-            2.0,
-        );
-        // risk_adjusted: 0.30 / (0.15 x 4) = 0.5.
-        check(
-            ObjectiveName::RiskAdjusted,
-            metrics(0.30, 0.2, 0.15, 0.5),
-            4.0,
-            0.5,
-        );
-        // robust: 0.2 x |0.2 / 0.1| x 0.6 / 2^2 = 0.2 x 2 x 0.6 / 4 = 0.06.
-        check(
-            ObjectiveName::Robust,
-            metrics(0.25, 0.2, 0.1, 0.6),
-            2.0,
-            0.06,
-        );
-        // robust keeps the sign of a loss: -0.1 x |-0.1 / 0.2| x 0.5 / 1 = -0.025.
-        check(
-            ObjectiveName::Robust,
-            metrics(-0.1, -0.1, 0.2, 0.5),
-            1.0,
-            -0.025,
-        );
-        // No drawdown: the floor 0.001 applies, 0.01 / 0.001 = 10.
-        check(
-            ObjectiveName::Calmar,
-            metrics(0.01, 0.01, 0.0, 1.0),
-            1.0,
-            10.0,
-        );
-        // No trade: win rate NaN counts as 0.
-        check(
-            ObjectiveName::Robust,
-            metrics(0.0, 0.0, 0.0, f64::NAN),
-            1.0,
-            0.0,
-        );
+        use ObjectiveName::{ReturnOverDrawdown, RiskAdjusted, Robust};
+        // return_over_drawdown: g 0.30 a year over dd 0.15 = 2.
+        check(ReturnOverDrawdown, metrics(0.30, 0.15, 0.5), 3.0, 2.0);
+        // The same g over half a year (total return e^0.15 - 1) scores the same: 2.
+        check(ReturnOverDrawdown, window(0.30, 0.5, 0.15, 0.5), 1.0, 2.0);
+        // A loss is multiplied by its drawdown: -0.2 x 0.25 = -0.05.
+        check(ReturnOverDrawdown, metrics(-0.2, 0.25, 0.5), 1.0, -0.05);
+        // risk_adjusted: 0.30 / (0.15 x 4) = 0.5; a loss: -0.3 x (0.15 x 4) = -0.18.
+        check(RiskAdjusted, metrics(0.30, 0.15, 0.5), 4.0, 0.5);
+        check(RiskAdjusted, metrics(-0.30, 0.15, 0.5), 4.0, -0.18);
+        // robust: g 0.2, q = (1 + 0.6) / 2 = 0.8, risk 0.1 x 2^2 / 0.8 = 0.5: 0.2^2 / 0.5 = 0.08.
+        check(Robust, metrics(0.2, 0.1, 0.6), 2.0, 0.08);
+        // robust of a loss: q 0.75, risk 0.2 / 0.75; -(0.1^2) x 0.2 / 0.75 = -0.002666...
+        check(Robust, metrics(-0.1, 0.2, 0.5), 1.0, -0.01 * 0.2 / 0.75);
+        // No drawdown: the floor 0.01 applies, 0.01 / 0.01 = 1.
+        check(ReturnOverDrawdown, metrics(0.01, 0.0, 1.0), 1.0, 1.0);
+        // No trade: win rate NaN counts as 0; no return scores 0.
+        check(Robust, metrics(0.0, 0.0, f64::NAN), 1.0, 0.0);
+        // A leverage below 1 (a spec without the param) counts as 1.
+        check(RiskAdjusted, metrics(0.30, 0.15, 0.5), 0.0, 2.0);
+        // A window without time has no annualised return.
+        assert!(objective_value(ReturnOverDrawdown, &window(0.1, 0.0, 0.1, 0.5), 1.0).is_nan());
+    }
+
+    /// One run, and the same run made worse in one respect (return, drawdown, leverage, win
+    /// rate): every objective scores the worse one no higher, for gains and losses alike.
+    #[test]
+    fn every_objective_is_monotone_for_both_signs() {
+        let mut rng = ChaCha8Rng::seed_from_u64(20);
+        let mut checked = [0usize; 4];
+        for _ in 0..200_000 {
+            // Edge-biased: returns near 0 of both signs, drawdowns at and below the floor.
+            let g = match rng.random_range(0..4) {
+                0 => rng.random_range(-1e-3..1e-3),
+                1 => rng.random_range(-3.0..0.0),
+                _ => rng.random_range(-3.0..3.0),
+            };
+            let dd = match rng.random_range(0..3) {
+                0 => rng.random_range(0.0..DRAWDOWN_FLOOR * 2.0),
+                _ => rng.random_range(0.0..1.0),
+            };
+            let win = if rng.random_bool(0.05) {
+                f64::NAN
+            } else {
+                rng.random_range(0.0..=1.0)
+            };
+            let years = rng.random_range(0.02..6.0);
+            let leverage: f64 = rng.random_range(1..=20) as f64;
+            let base = window(g, years, dd, win);
+            let mut worse = [base; 4];
+            worse[0] = window(g - rng.random_range(1e-6..1.0), years, dd, win);
+            worse[1] = window(g, years, dd + rng.random_range(1e-6..0.5), win);
+            let worse_leverage = leverage + f64::from(rng.random_range(1..=5));
+            let lower_win = if win.is_nan() {
+                0.0
+            } else {
+                win * rng.random_range(0.0..1.0)
+            };
+            worse[3] = window(g, years, dd, lower_win);
+            for name in [
+                ObjectiveName::ReturnOverDrawdown,
+                ObjectiveName::RiskAdjusted,
+                ObjectiveName::Robust,
+            ] {
+                let good = objective_value(name, &base, leverage);
+                let cases = [
+                    (0, objective_value(name, &worse[0], leverage)),
+                    (1, objective_value(name, &worse[1], leverage)),
+                    (2, objective_value(name, &base, worse_leverage)),
+                    (3, objective_value(name, &worse[3], leverage)),
+                ];
+                for (what, bad) in cases {
+                    assert!(
+                        bad <= good,
+                        "{name:?}: worse in respect {what} scores {bad} > {good}: g {g} dd {dd} win {win} years {years} leverage {leverage}"
+                    );
+                    checked[what] += 1;
+                }
+            }
+        }
+        assert!(checked.iter().all(|&n| n > 500_000), "{checked:?}");
     }
 
     #[test]
@@ -364,6 +439,47 @@ mod tests {
         check(&[0.5], &[0.2], 0.2 - 0.3);
     }
 
+    /// A steady strategy (+5 % a month, 2 % drawdown in every window) over 180-day IS and
+    /// 60-day OOS windows: with annualised returns its IS and OOS windows score alike, so it
+    /// scores its per-window objective, above a flat strategy's 0. (With the former total
+    /// return per window, IS 1.05^5.9 - 1 = 0.334 over 0.02 = 16.7 against OOS 0.102 / 0.02 =
+    /// 5.1, the penalty 11.6 made it score -6.5, below the flat one.)
+    #[test]
+    fn a_steady_strategy_outscores_a_flat_one_whatever_the_window_lengths() {
+        let day = 1.0 / 365.25;
+        let g = 12.0 * 1.05f64.ln(); // 5 % a month, as a log return a year
+        let spec = ObjectiveSpec {
+            name: ObjectiveName::ReturnOverDrawdown,
+            min_trades: 1,
+            max_drawdown_by_leverage: DEFAULT_DRAWDOWN_CAPS.to_vec(),
+        };
+        let hour = 3_600_000i64;
+        let open_time: Vec<i64> = (0..(500 * 24)).map(|h| h * hour).collect();
+        let wf = WalkForwardSpec {
+            mode: WalkForwardMode::Rolling,
+            windows: 4,
+            in_sample_ms: 180 * 86_400_000,
+            out_of_sample_ms: 60 * 86_400_000,
+            gap_ms: 0,
+        };
+        let plan = WindowPlan::walk_forward(&wf, &open_time, hour).unwrap();
+        let rows_of = |g: f64, dd: f64| -> Vec<Metrics> {
+            plan.windows()
+                .iter()
+                .map(|w| window(g, (w.end - w.start) as f64 / 24.0 * day, dd, 0.6))
+                .collect()
+        };
+        let steady = score_trial(&spec, &plan, &rows_of(g, 0.02), 1.0)
+            .value
+            .unwrap();
+        let flat = score_trial(&spec, &plan, &rows_of(0.0, 0.0), 1.0)
+            .value
+            .unwrap();
+        assert!((steady - g / 0.02).abs() < 1e-9, "{steady}");
+        assert_eq!(flat, 0.0);
+        assert!(steady > flat);
+    }
+
     fn plan_with_windows() -> WindowPlan {
         // 4 days of hourly bars, 2 rolling windows of 1 day IS + 1 day OOS.
         let open_time: Vec<i64> = (0..96).map(|h| h * 3_600_000).collect();
@@ -382,17 +498,17 @@ mod tests {
         let plan = plan_with_windows();
         assert_eq!(plan.len(), 5, "full, is_0, oos_0, is_1, oos_1");
         let spec = ObjectiveSpec {
-            name: ObjectiveName::Calmar,
+            name: ObjectiveName::ReturnOverDrawdown,
             min_trades: 5,
             max_drawdown_by_leverage: DEFAULT_DRAWDOWN_CAPS.to_vec(),
         };
-        // Calmar per window: full 1.0, is_0 3.0, oos_0 1.0, is_1 3.0, oos_1 2.0.
+        // Per window (g / dd): full 1.0, is_0 3.0, oos_0 1.0, is_1 3.0, oos_1 2.0.
         let rows = vec![
-            metrics(0.2, 0.0, 0.2, 0.5),
-            metrics(0.3, 0.0, 0.1, 0.5),
-            metrics(0.1, 0.0, 0.1, 0.5),
-            metrics(0.3, 0.0, 0.1, 0.5),
-            metrics(0.2, 0.0, 0.1, 0.5),
+            metrics(0.2, 0.2, 0.5),
+            metrics(0.3, 0.1, 0.5),
+            metrics(0.1, 0.1, 0.5),
+            metrics(0.3, 0.1, 0.5),
+            metrics(0.2, 0.1, 0.5),
         ];
         let check = |rows: &[Metrics], leverage: f64, expect: Result<f64, &str>| {
             let score = score_trial(&spec, &plan, rows, leverage);
@@ -425,11 +541,11 @@ mod tests {
         // Without walk-forward windows the full run's objective is the value.
         let full = WindowPlan::full(96);
         let score = score_trial(&spec, &full, &rows[..1], 1.0);
-        assert_eq!(score.value, Ok(1.0));
+        assert!((score.value.clone().unwrap() - 1.0).abs() < 1e-12);
         let attrs = metric_attributes(&plan, &rows, &score_trial(&spec, &plan, &rows, 1.0));
         let get = |key: &str| attrs.iter().find(|(k, _)| k == key).map(|(_, v)| *v);
-        assert_eq!(get("oos_1_objective"), Some(2.0));
+        assert!((get("oos_1_objective").unwrap() - 2.0).abs() < 1e-12);
         assert_eq!(get("is_0_n_trades"), Some(20.0));
-        assert_eq!(get("full_objective"), Some(1.0));
+        assert!((get("full_objective").unwrap() - 1.0).abs() < 1e-12);
     }
 }

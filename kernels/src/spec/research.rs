@@ -58,24 +58,26 @@ pub struct WalkForwardSpec {
 /// The objectives by name (docs/SEMANTICS.md §3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ObjectiveName {
-    /// `total_return / max_drawdown`.
-    Calmar,
-    /// `total_return / (max_drawdown x leverage)`.
+    /// Annualised log return over max drawdown (named `calmar` before: the stored metric
+    /// `calmar` is CAGR over max drawdown).
+    ReturnOverDrawdown,
+    /// The same over max drawdown x the leverage used.
     RiskAdjusted,
-    /// `cagr x calmar x win_rate / leverage^2`.
+    /// The signed square of the annualised log return, over drawdown x leverage^2, scaled by
+    /// the win rate.
     Robust,
 }
 
 impl ObjectiveName {
     pub const ALL: [(&'static str, ObjectiveName); 3] = [
-        ("calmar", ObjectiveName::Calmar),
+        ("return_over_drawdown", ObjectiveName::ReturnOverDrawdown),
         ("risk_adjusted", ObjectiveName::RiskAdjusted),
         ("robust", ObjectiveName::Robust),
     ];
 
     pub fn name(self) -> &'static str {
         match self {
-            ObjectiveName::Calmar => "calmar",
+            ObjectiveName::ReturnOverDrawdown => "return_over_drawdown",
             ObjectiveName::RiskAdjusted => "risk_adjusted",
             ObjectiveName::Robust => "robust",
         }
@@ -230,11 +232,16 @@ pub(super) fn parse_objective(
     if let Some(value) = table.get("name") {
         let text = source.string(value, "objective name")?;
         spec.name = ObjectiveName::from_name(text).ok_or_else(|| {
+            let hint = if text == "calmar" {
+                " (the objective `calmar` is now `return_over_drawdown`: annualised log return over max drawdown; `calmar` is the stored metric CAGR / max drawdown)"
+            } else {
+                ""
+            };
             source.at(
                 &value.span(),
                 SpecErrorKind::Invalid,
                 format!(
-                    "objective name must be \"calmar\", \"risk_adjusted\" or \"robust\", found {text:?}"
+                    "objective name must be \"return_over_drawdown\", \"risk_adjusted\" or \"robust\", found {text:?}{hint}"
                 ),
             )
         })?;

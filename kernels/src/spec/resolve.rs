@@ -224,6 +224,28 @@ impl Resolver<'_> {
 }
 
 impl Spec {
+    /// The leverage `set` trades at after the spec's per-symbol caps: the largest
+    /// `min(leverage, max_leverage[symbol])` over `[strategy] symbols` (1 without a `leverage`
+    /// param). What the objectives divide by (SEMANTICS.md §3); the brackets' caps, which
+    /// depend on a position's notional, are not counted. A value `set` lacks counts as no cap.
+    pub fn leverage_used(&self, set: &ParamSet) -> f64 {
+        let value = |index: usize| set.values.get(index).and_then(ParamValue::as_f64);
+        let requested = self.leverage_param().and_then(value).unwrap_or(1.0);
+        self.strategy
+            .symbols
+            .iter()
+            .map(|symbol| {
+                let cap = match self.risk.max_leverage.get(symbol) {
+                    Some(NumberOrParam::Number(cap)) => *cap,
+                    Some(NumberOrParam::Param(index)) => value(*index).unwrap_or(f64::INFINITY),
+                    None => f64::INFINITY,
+                };
+                requested.min(cap)
+            })
+            .fold(f64::NAN, f64::max)
+            .max(1.0)
+    }
+
     /// Resolves every field under `params` (indexed like `self.params`), re-checking ranges.
     pub fn resolve(&self, params: &ParamSet) -> Result<ResolvedSpec, ResolveError> {
         if params.values.len() != self.params.params.len() {
