@@ -184,13 +184,13 @@ pub fn load_dataset(paths: &[PathBuf], opts: &LoadOptions) -> Result<Dataset, Da
         }
         if s.kind == Kind::MarkPrice {
             if opts.gap_policy == GapPolicy::ForwardFill {
-                s.forward_fill();
+                s.forward_fill()?;
             }
             ds.mark.push(s);
         } else {
             ds.gaps.push(s.gaps());
             if opts.gap_policy == GapPolicy::ForwardFill {
-                s.forward_fill();
+                s.forward_fill()?;
             }
             ds.klines.push(s);
         }

@@ -473,6 +473,30 @@ fn row_errors_name_file_and_line() {
             "2025-13-45,1,2,0.5,1,1\n",
             &["BTCUSDT-1h.csv:2:", "expected a Unix time"],
         ),
+        // Times outside 2017-01-01 .. 2100-01-01: a far-future µs time (year 5138), 1970 in
+        // seconds, the last millisecond before 2017, 2100 as an ISO date.
+        (
+            "1735689600000000,1,2,0.5,1,1\n99999999999999000,1,2,0.5,1,1\n",
+            &[
+                "BTCUSDT-1h.csv:3:",
+                "column `open_time`: time 5138-11-16 09:46:39.999 is outside the plausible window 2017-01-01 .. 2100-01-01",
+            ],
+        ),
+        (
+            "3600,1,2,0.5,1,1\n",
+            &["BTCUSDT-1h.csv:2:", "time 1970-01-01 01:00 is outside"],
+        ),
+        (
+            "1483228799999,1,2,0.5,1,1\n",
+            &[
+                "BTCUSDT-1h.csv:2:",
+                "time 2016-12-31 23:59:59.999 is outside",
+            ],
+        ),
+        (
+            "2025-01-01,1,2,0.5,1,1\n2100-01-01,1,2,0.5,1,1\n",
+            &["BTCUSDT-1h.csv:3:", "time 2100-01-01 00:00 is outside"],
+        ),
     ];
     for (body, expect) in cases {
         check_err(&[("BTCUSDT-1h.csv", &format!("{HDR}{body}"))], expect);
@@ -673,6 +697,60 @@ fn gaps_are_reported_and_optionally_filled() {
         filled.gaps[0].len(),
         2,
         "the report keeps the gaps found before filling"
+    );
+}
+
+#[test]
+fn times_are_plausible_and_fills_bounded() {
+    // The window's ends: 2017-01-01 00:00 is accepted, and so is the last bar of 2099.
+    let last_of_2099 = 4_102_444_800_000 - H;
+    let dir = folder(&[(
+        "BTCUSDT-1h.csv",
+        &bars_csv(
+            true,
+            &[flat(1_483_228_800_000, 10.0), flat(last_of_2099, 11.0)],
+        ),
+    )]);
+    let ds = load_ok(dir.path());
+    assert_eq!(
+        ds.klines[0].open_time,
+        vec![1_483_228_800_000, last_of_2099]
+    );
+    // Filling those 83 years of 1h bars would add 727,558 bars: under the limit. At 1m, 2025
+    // to 2099 alone is 39.4 million bars: refused before anything is allocated.
+    let m = 60_000;
+    let dir = folder(&[(
+        "BTCUSDT-1m.csv",
+        &bars_csv(
+            true,
+            &[flat(T0, 10.0), flat(T0 + m, 10.0), flat(last_of_2099, 11.0)],
+        ),
+    )]);
+    let ffill = LoadOptions {
+        gap_policy: GapPolicy::ForwardFill,
+        ..Default::default()
+    };
+    let msg = load(dir.path(), &ffill).unwrap_err().to_string();
+    assert!(
+        msg.contains("BTCUSDT klines 1m: --gaps ffill would add 39445858 bars")
+            && msg.contains("largest gap is 39445858 bars, 2025-01-01 00:02 .. 2099-12-31 22:59")
+            && msg.contains("over the limit of 10000000")
+            && msg.contains("BTCUSDT-1m.csv"),
+        "{msg}"
+    );
+    // Without the fill, the same data loads and reports its gap.
+    assert_eq!(load_ok(dir.path()).gaps[0][0].bars, 39_445_858);
+    // Funding times are held to the same window.
+    check_err(
+        &[(
+            "BTCUSDT-funding.csv",
+            "calc_time,funding_interval_hours,last_funding_rate\n1735689600000,8,0.0001\n99999999999999,8,0.0001\n",
+        )],
+        &[
+            "BTCUSDT-funding.csv:3:",
+            "column `calc_time`: time 5138-11-16",
+            "is outside the plausible window",
+        ],
     );
 }
 
