@@ -15,7 +15,7 @@ use etrading_kernels::reference::{self, ENGINE_VERSION, Market, MarketSymbol};
 use etrading_kernels::spec::{ParamDomain, ParamSet, ParamValue, Spec};
 use etrading_reports::backtest::{Provenance, report};
 
-use crate::data_cmd::DataSelection;
+use crate::data_cmd::{DataSelection, unverified_warning};
 use crate::research::SpecRunArgs;
 
 #[derive(Debug, Args)]
@@ -247,6 +247,9 @@ pub fn load_for_spec(
                 .collect::<Vec<_>>()
                 .join(" "),
         );
+    }
+    if let Some(warning) = unverified_warning(&ds) {
+        eprintln!("warning: {warning}");
     }
     let panel = ds
         .panel(

@@ -330,7 +330,35 @@ pub fn print_tables(rep: &InspectReport, out: &mut dyn Write) -> anyhow::Result<
             writeln!(out, "  {}: {}", s.file, s.reason)?;
         }
     }
+    if !rep.unverified.is_empty() {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "unverified {} zip file(s) (no .CHECKSUM beside them):",
+            rep.unverified.len()
+        )?;
+        for f in &rep.unverified {
+            writeln!(out, "  {f}")?;
+        }
+    }
     Ok(())
+}
+
+/// The warning a command that loads data prints when some zips had no `.CHECKSUM` (the
+/// inspect report lists them instead).
+pub fn unverified_warning(ds: &Dataset) -> Option<String> {
+    let files = &ds.unverified;
+    let shown = files.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
+    match files.len() {
+        0 => None,
+        n if n > 3 => Some(format!(
+            "{n} zip files have no .CHECKSUM, so their content is unverified: {shown} and {} more",
+            n - 3
+        )),
+        n => Some(format!(
+            "{n} zip file(s) have no .CHECKSUM, so their content is unverified: {shown}"
+        )),
+    }
 }
 
 fn synth(args: &SynthArgs, out: &mut dyn Write) -> anyhow::Result<()> {

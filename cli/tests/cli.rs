@@ -199,6 +199,31 @@ fn synth_then_inspect() {
         serde_json::from_str(&stdout(&etrading(&["data", "inspect", out, "--json"]))).unwrap();
     assert_eq!(v["panels"][0]["bars"], 696);
     assert_eq!(v["funding"][0]["coverage"]["ratio"], 1.0);
+    assert_eq!(v["unverified"], serde_json::json!([]));
+    // A zip without its .CHECKSUM still loads, but the report and every command say so.
+    let zip = dir
+        .path()
+        .join("futures/um/monthly/klines/BTCUSDT/1h/BTCUSDT-1h-2024-02.zip");
+    std::fs::remove_file(format!("{}.CHECKSUM", zip.display())).unwrap();
+    let zip = zip.display().to_string();
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout(&etrading(&["data", "inspect", out, "--json"]))).unwrap();
+    assert_eq!(v["unverified"], serde_json::json!([zip]));
+    let text = stdout(&etrading(&["data", "inspect", out]));
+    assert!(
+        text.ends_with(&format!(
+            "unverified 1 zip file(s) (no .CHECKSUM beside them):\n  {zip}\n"
+        )),
+        "{text}"
+    );
+    let mut args = RSI_EMA.to_vec();
+    args.extend(["--data", out, "--symbols", "BTCUSDT,ETHUSDT"]);
+    let o = etrading(&args);
+    stdout(&o);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr).trim_end(),
+        format!("warning: 1 zip file(s) have no .CHECKSUM, so their content is unverified: {zip}")
+    );
     let o = etrading(&["data", "synth", "--out", out, "--symbols", "btc"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("\"btc\" is not a USDT-M symbol"));

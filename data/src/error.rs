@@ -19,6 +19,9 @@ pub enum RowProblem {
     HighBelowBody { high: f64, open: f64, close: f64 },
     /// `low > min(open, close)`.
     LowAboveBody { low: f64, open: f64, close: f64 },
+    /// A timestamp outside the plausible window ([`crate::parse::EARLIEST_PLAUSIBLE_MS`] to
+    /// [`crate::parse::LATEST_PLAUSIBLE_MS`]).
+    ImplausibleTime { column: String, time: String },
     /// A timestamp earlier than the row before it.
     OutOfOrder { time: String, previous: String },
     /// The same timestamp twice in one file.
@@ -73,6 +76,11 @@ impl fmt::Display for RowProblem {
             RowProblem::LowAboveBody { low, open, close } => {
                 write!(f, "low {low} is above min(open {open}, close {close})")
             }
+            RowProblem::ImplausibleTime { column, time } => write!(
+                f,
+                "column `{column}`: time {time} is outside the plausible window \
+                 2017-01-01 .. 2100-01-01 (Binance's data starts in 2017)"
+            ),
             RowProblem::OutOfOrder { time, previous } => write!(
                 f,
                 "timestamp {time} is earlier than the previous row's {previous} (rows must be in time order)"

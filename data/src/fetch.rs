@@ -512,7 +512,7 @@ fn locally_verified(job: &Job) -> bool {
     if !job.checksum_path().is_file() {
         return false;
     }
-    fs::read(&job.path).is_ok_and(|bytes| verify_checksum(&job.path, &bytes).is_ok())
+    fs::read(&job.path).is_ok_and(|bytes| matches!(verify_checksum(&job.path, &bytes), Ok(true)))
 }
 
 fn remove_parts(job: &Job) {

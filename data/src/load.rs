@@ -12,7 +12,7 @@ use crate::interval::Interval;
 use crate::panel::{AlignPolicy, Panel};
 use crate::parse::{FundingChunk, KlineChunk, parse_funding, parse_klines};
 use crate::series::{FundingSeries, Gap, GapPolicy, KlineSeries, Part};
-use crate::source::{DataFile, Kind, Market, discover, read_csv_bytes};
+use crate::source::{DataFile, Kind, Market, Verification, discover, read_csv_bytes};
 
 /// What to load.
 #[derive(Debug, Clone, Default)]
@@ -46,6 +46,9 @@ pub struct Dataset {
     pub mark: Vec<KlineSeries>,
     pub funding: Vec<FundingSeries>,
     pub skipped: Vec<Skipped>,
+    /// Zip files that were loaded without a sibling `.CHECKSUM` (nothing verified their
+    /// content), in path order. Callers show them to the user: the data layer never prints.
+    pub unverified: Vec<String>,
     /// Data rows read from all files (before merging duplicates).
     pub rows_read: u64,
     /// Gaps of each kline series as loaded (before any fill), parallel to `klines`.
@@ -107,36 +110,40 @@ pub fn load_dataset(paths: &[PathBuf], opts: &LoadOptions) -> Result<Dataset, Da
             }
         )));
     }
-    let parsed: Vec<Result<Parsed, DataError>> = chosen
+    let parsed: Vec<Result<(Parsed, Verification), DataError>> = chosen
         .par_iter()
         .map(|f| {
-            let bytes = read_csv_bytes(f)?;
+            let csv = read_csv_bytes(f)?;
             let name = f.display();
-            Ok(match f.kind {
-                Kind::Funding => Parsed::Funding(parse_funding(&bytes, &name)?),
+            let parsed = match f.kind {
+                Kind::Funding => Parsed::Funding(parse_funding(&csv.bytes, &name)?),
                 kind => {
-                    let (chunk, iv) = parse_klines(&bytes, &name, kind, f.interval_hint)?;
+                    let (chunk, iv) = parse_klines(&csv.bytes, &name, kind, f.interval_hint)?;
                     Parsed::Klines(chunk, iv)
                 }
-            })
+            };
+            Ok((parsed, csv.verification))
         })
         .collect();
     let mut kline_groups: BTreeMap<(Kind, String, Interval), Vec<Part<KlineChunk>>> =
         BTreeMap::new();
     let mut funding_groups: BTreeMap<String, Vec<Part<FundingChunk>>> = BTreeMap::new();
     for (f, p) in chosen.iter().zip(parsed) {
-        match p? {
+        let (p, verification) = p?;
+        if let Parsed::Klines(_, iv) = &p
+            && let Some(want) = opts.interval.filter(|want| want != iv)
+        {
+            ds.skipped.push(Skipped {
+                file: f.display(),
+                reason: format!("interval {iv} (selected: {want})"),
+            });
+            continue;
+        }
+        if verification == Verification::Unverified {
+            ds.unverified.push(f.display());
+        }
+        match p {
             Parsed::Klines(chunk, iv) => {
-                if opts.interval.is_some_and(|want| want != iv) {
-                    ds.skipped.push(Skipped {
-                        file: f.display(),
-                        reason: format!(
-                            "interval {iv} (selected: {})",
-                            opts.interval.unwrap_or(iv)
-                        ),
-                    });
-                    continue;
-                }
                 ds.rows_read += chunk.open_time.len() as u64;
                 kline_groups
                     .entry((f.kind, f.symbol.clone(), iv))
@@ -177,13 +184,13 @@ pub fn load_dataset(paths: &[PathBuf], opts: &LoadOptions) -> Result<Dataset, Da
         }
         if s.kind == Kind::MarkPrice {
             if opts.gap_policy == GapPolicy::ForwardFill {
-                s.forward_fill();
+                s.forward_fill()?;
             }
             ds.mark.push(s);
         } else {
             ds.gaps.push(s.gaps());
             if opts.gap_policy == GapPolicy::ForwardFill {
-                s.forward_fill();
+                s.forward_fill()?;
             }
             ds.klines.push(s);
         }

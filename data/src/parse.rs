@@ -6,7 +6,8 @@
 //! A file without a header starts with a digit (as freqtrade detects it); its columns are read by
 //! position: time, open, high, low, close, volume. Timestamps are Unix seconds, milliseconds or
 //! microseconds, detected from the first data row by magnitude (< 1e11 s, < 1e14 ms, else µs)
-//! and required to stay in that unit, or ISO-8601 dates in UTC.
+//! and required to stay in that unit, or ISO-8601 dates in UTC. Every time must lie in the
+//! plausible window [`EARLIEST_PLAUSIBLE_MS`] .. [`LATEST_PLAUSIBLE_MS`] (SEMANTICS.md §1.1).
 //!
 //! Funding variants: the archive's `calc_time,funding_interval_hours,last_funding_rate`, the
 //! REST `fundingTime,fundingIntervalHours,fundingRate` (with its few ms of jitter) and
@@ -40,6 +41,16 @@ pub struct FundingChunk {
     pub rate: Vec<f64>,
     pub lines: Vec<u32>,
 }
+
+/// The earliest time a data file may hold: 2017-01-01 00:00 UTC. Binance opened in July 2017
+/// (its spot klines start on 2017-08-17, USDT-M futures on 2019-09-08): an earlier time is a
+/// wrong unit or a corrupt field, not market data.
+pub const EARLIEST_PLAUSIBLE_MS: i64 = 1_483_228_800_000;
+
+/// The end (exclusive) of the times a data file may hold: 2100-01-01 00:00 UTC. A fixed bound
+/// rather than "now plus a margin", so whether a file loads never depends on the day it is
+/// loaded; with it, no two times are more than 83 years apart.
+pub const LATEST_PLAUSIBLE_MS: i64 = 4_102_444_800_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TimeUnit {
@@ -95,6 +106,12 @@ impl TimeReader {
                 });
             }
             Some(_) => {}
+        }
+        if !(EARLIEST_PLAUSIBLE_MS..LATEST_PLAUSIBLE_MS).contains(&ms) {
+            return Err(RowProblem::ImplausibleTime {
+                column: column.to_string(),
+                time: fmt_time(ms),
+            });
         }
         Ok(ms)
     }

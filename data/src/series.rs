@@ -28,6 +28,12 @@ pub enum GapPolicy {
     ForwardFill,
 }
 
+/// The most bars a series may hold after [`KlineSeries::forward_fill`]: 10,000,000, 19 years
+/// of 1m bars (480 MB of columns), about twice Binance's whole history at the finest interval.
+/// A fill past it means a far-apart pair of bars (a corrupt time, or files of different eras),
+/// not a gap worth materialising.
+pub const MAX_FILLED_SERIES_BARS: u64 = 10_000_000;
+
 /// Bars of one symbol and kind at one interval, in strictly increasing time order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KlineSeries {
@@ -163,13 +169,35 @@ impl KlineSeries {
     }
 
     /// Inserts a flat bar at the previous close for every missing bar (see [`GapPolicy`]).
-    pub fn forward_fill(&mut self) {
+    /// Refused, before anything is allocated, when the filled series would hold more than
+    /// [`MAX_FILLED_SERIES_BARS`] bars.
+    pub fn forward_fill(&mut self) -> Result<(), DataError> {
         let gaps = self.gaps();
         if gaps.is_empty() {
-            return;
+            return Ok(());
         }
         let added: u64 = gaps.iter().map(|g| g.bars).sum();
-        let n = self.len() + added as usize;
+        let total = self.len() as u64 + added;
+        if total > MAX_FILLED_SERIES_BARS {
+            let largest = gaps
+                .iter()
+                .max_by_key(|g| (g.bars, std::cmp::Reverse(g.first_missing)))
+                .copied()
+                .unwrap_or(gaps[0]);
+            return Err(DataError::Selection(format!(
+                "{} {} {}: --gaps ffill would add {added} bars (the largest gap is {} bars, \
+                 {} .. {}), {total} in all, over the limit of {MAX_FILLED_SERIES_BARS}; \
+                 use --gaps keep or narrow --from/--to (files: {})",
+                self.symbol,
+                self.kind.name(),
+                self.interval,
+                largest.bars,
+                fmt_time(largest.first_missing),
+                fmt_time(largest.last_missing),
+                list_files(&self.files)
+            )));
+        }
+        let n = total as usize;
         let iv = self.interval.ms();
         let mut out = KlineSeries {
             open_time: Vec::with_capacity(n),
@@ -199,6 +227,7 @@ impl KlineSeries {
         out.files = std::mem::take(&mut self.files);
         out.filled_bars = self.filled_bars + added;
         *self = out;
+        Ok(())
     }
 
     /// Aggregates bars into `target` bars: open of the first, highest high, lowest low, close of
@@ -274,6 +303,15 @@ impl KlineSeries {
         self.low.push(l);
         self.close.push(c);
         self.volume.push(v);
+    }
+}
+
+/// Up to three file names, then how many more.
+fn list_files(files: &[String]) -> String {
+    let shown = files.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
+    match files.len() {
+        n if n > 3 => format!("{shown} and {} more", n - 3),
+        _ => shown,
     }
 }
 

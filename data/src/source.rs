@@ -1,6 +1,10 @@
 //! Finding data files under the paths a user names, telling what each holds from its name
 //! and folders, and opening it: a plain CSV, or a Binance archive `.zip` (verified against a
-//! sibling `.CHECKSUM` file when one is present).
+//! sibling `.CHECKSUM` file when one is present, reported as unverified when none is).
+//!
+//! A zip is hostile input until proven otherwise (a corrupt mirror, a zip bomb): the size its
+//! entry declares and the bytes it actually inflates to are both bounded by
+//! [`MAX_INFLATED_BYTES`], so no archive can make the loader allocate more than that.
 
 use std::fs;
 use std::io::{Cursor, Read};
@@ -184,9 +188,47 @@ fn walk(dir: &Path, out: &mut Vec<DataFile>) -> Result<(), DataError> {
     Ok(())
 }
 
-/// The CSV bytes of a data file: the file itself, or the single CSV inside a zip. A zip with a
-/// sibling `NAME.zip.CHECKSUM` is verified against it first.
-pub fn read_csv_bytes(file: &DataFile) -> Result<Vec<u8>, DataError> {
+/// The most bytes the CSV inside one zip may inflate to: 1 GiB. Binance's largest archive
+/// files, a month of 1m klines (44,640 rows of about 100 bytes), inflate to about 5 MB, so
+/// this is 200 times the largest real file while keeping a zip bomb (DEFLATE inflates up to
+/// 1032:1) or a corrupt size field from exhausting memory.
+pub const MAX_INFLATED_BYTES: u64 = 1 << 30;
+
+/// DEFLATE's largest possible inflation ratio: what a zip entry's compressed size can honestly
+/// inflate to, used to cap the buffer reserved up front.
+const DEFLATE_MAX_RATIO: u64 = 1032;
+
+/// How a file's bytes were checked before parsing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verification {
+    /// A plain CSV: nothing to verify against.
+    PlainCsv,
+    /// A zip that matched its sibling `.CHECKSUM`.
+    Checksum,
+    /// A zip without a sibling `.CHECKSUM`: read, but its integrity is unknown.
+    Unverified,
+}
+
+/// The CSV bytes of one data file and how they were checked.
+#[derive(Debug, Clone)]
+pub struct CsvBytes {
+    pub bytes: Vec<u8>,
+    pub verification: Verification,
+}
+
+/// The CSV bytes of a data file: the file itself, or the single CSV inside a zip (at most
+/// [`MAX_INFLATED_BYTES`]). A zip with a sibling `NAME.zip.CHECKSUM` is verified against it
+/// first; one without is read and marked [`Verification::Unverified`].
+pub fn read_csv_bytes(file: &DataFile) -> Result<CsvBytes, DataError> {
+    read_csv_bytes_limited(file, MAX_INFLATED_BYTES)
+}
+
+/// [`read_csv_bytes`] with another bound on the inflated size of a zip's CSV, in bytes (tests
+/// use a small one to exercise the bound without inflating a gigabyte).
+pub fn read_csv_bytes_limited(
+    file: &DataFile,
+    max_inflated_bytes: u64,
+) -> Result<CsvBytes, DataError> {
     let display = file.display();
     let bytes = fs::read(&file.path).map_err(|e| DataError::io(&display, e))?;
     let is_zip = file
@@ -194,10 +236,20 @@ pub fn read_csv_bytes(file: &DataFile) -> Result<Vec<u8>, DataError> {
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("zip"));
     if !is_zip {
-        return Ok(bytes);
+        return Ok(CsvBytes {
+            bytes,
+            verification: Verification::PlainCsv,
+        });
     }
-    verify_checksum(&file.path, &bytes)?;
-    unzip_single_csv(&display, bytes)
+    let verification = if verify_checksum(&file.path, &bytes)? {
+        Verification::Checksum
+    } else {
+        Verification::Unverified
+    };
+    Ok(CsvBytes {
+        bytes: unzip_single_csv(&display, bytes, max_inflated_bytes)?,
+        verification,
+    })
 }
 
 /// The SHA-256 of `bytes` as lowercase hex.
@@ -214,15 +266,16 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     s
 }
 
-/// Checks `bytes` (the content of `zip_path`) against `zip_path.CHECKSUM` when that exists.
+/// Checks `bytes` (the content of `zip_path`) against `zip_path.CHECKSUM` when that exists:
+/// `Ok(true)` when it matches, `Ok(false)` when there is no checksum file (nothing verified).
 /// Binance writes `"<sha256>  <file name>"` into it, as `sha256sum` does.
-pub fn verify_checksum(zip_path: &Path, bytes: &[u8]) -> Result<(), DataError> {
+pub fn verify_checksum(zip_path: &Path, bytes: &[u8]) -> Result<bool, DataError> {
     let mut sum_path = zip_path.as_os_str().to_owned();
     sum_path.push(".CHECKSUM");
     let sum_path = PathBuf::from(sum_path);
     let text = match fs::read_to_string(&sum_path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(DataError::io(sum_path.display().to_string(), e)),
     };
     let expected = text
@@ -245,10 +298,14 @@ pub fn verify_checksum(zip_path: &Path, bytes: &[u8]) -> Result<(), DataError> {
             actual,
         });
     }
-    Ok(())
+    Ok(true)
 }
 
-fn unzip_single_csv(display: &str, bytes: Vec<u8>) -> Result<Vec<u8>, DataError> {
+fn unzip_single_csv(
+    display: &str,
+    bytes: Vec<u8>,
+    max_inflated_bytes: u64,
+) -> Result<Vec<u8>, DataError> {
     let bad = |m: String| DataError::file(display, m);
     let mut archive = zip::ZipArchive::new(Cursor::new(bytes))
         .map_err(|e| bad(format!("not a valid zip: {e}")))?;
@@ -268,10 +325,28 @@ fn unzip_single_csv(display: &str, bytes: Vec<u8>) -> Result<Vec<u8>, DataError>
     let mut entry = archive
         .by_index(index)
         .map_err(|e| bad(format!("cannot read the zip entry: {e}")))?;
-    let mut out = Vec::with_capacity(usize::try_from(entry.size()).unwrap_or(0));
-    entry
+    let name = entry.name().to_string();
+    let declared = entry.size();
+    if declared > max_inflated_bytes {
+        return Err(bad(format!(
+            "{name} declares {declared} bytes inflated, over the limit of {max_inflated_bytes} \
+             bytes (a corrupt archive or a zip bomb)"
+        )));
+    }
+    // The declared size may lie: reserve no more than the compressed bytes can inflate to,
+    // and read at most one byte past the limit to tell a file that exceeds it.
+    let reserve = declared.min(entry.compressed_size().saturating_mul(DEFLATE_MAX_RATIO));
+    let mut out = Vec::with_capacity(usize::try_from(reserve).unwrap_or(0));
+    (&mut entry)
+        .take(max_inflated_bytes.saturating_add(1))
         .read_to_end(&mut out)
-        .map_err(|e| bad(format!("cannot inflate {}: {e}", entry.name())))?;
+        .map_err(|e| bad(format!("cannot inflate {name}: {e}")))?;
+    if out.len() as u64 > max_inflated_bytes {
+        return Err(bad(format!(
+            "{name} inflates past the limit of {max_inflated_bytes} bytes although it declares \
+             {declared} (a corrupt archive or a zip bomb)"
+        )));
+    }
     Ok(out)
 }
 

@@ -222,6 +222,7 @@ fn zips_monthly_and_daily_with_checksums() {
     assert_eq!(ds.klines[0].len(), 48);
     assert_eq!(ds.klines[0].duplicates_merged, 24);
     assert_eq!(ds.klines[0].files.len(), 2);
+    assert!(ds.unverified.is_empty(), "{:?}", ds.unverified);
 
     // Corrupt the daily zip: refused by its checksum, naming both files.
     let daily = base.join("daily/klines/BTCUSDT/1h/BTCUSDT-1h-2025-01-02.zip");
@@ -249,7 +250,19 @@ fn zip_without_checksum_and_bad_zips() {
         zip_bytes("BTCUSDT-1h-2025-01.csv", csv.as_bytes()),
     )
     .unwrap();
-    assert_eq!(load_ok(dir.path()).klines[0].len(), 2);
+    std::fs::write(dir.path().join("BTCUSDT-1h-2025-02.csv"), &csv).unwrap();
+    let ds = load_ok(dir.path());
+    assert_eq!(ds.klines[0].len(), 2);
+    // Read, but reported: nothing vouches for the zip's content. The plain CSV is not listed.
+    assert_eq!(
+        ds.unverified,
+        vec![
+            dir.path()
+                .join("BTCUSDT-1h-2025-01.zip")
+                .display()
+                .to_string()
+        ]
+    );
     std::fs::write(dir.path().join("ETHUSDT-1h-2025-01.zip"), b"not a zip").unwrap();
     let msg = load(dir.path(), &LoadOptions::default())
         .unwrap_err()
@@ -271,6 +284,61 @@ fn zip_without_checksum_and_bad_zips() {
         .unwrap_err()
         .to_string();
     assert!(msg.contains("CHECKSUM: expected a SHA-256"), "{msg}");
+}
+
+/// Overwrites the uncompressed size of the first entry, in its local header (offset 22) and
+/// in its central directory record (offset 24), as a corrupt mirror or a zip bomb would.
+fn patch_declared_size(zip: &mut [u8], size: u32) {
+    let at = |sig: &[u8; 4]| zip.windows(4).position(|w| w == sig).unwrap();
+    let local = at(b"PK\x03\x04") + 22;
+    let central = at(b"PK\x01\x02") + 24;
+    zip[local..local + 4].copy_from_slice(&size.to_le_bytes());
+    zip[central..central + 4].copy_from_slice(&size.to_le_bytes());
+}
+
+fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, DataError> {
+    let file = etrading_data::source::classify(path).unwrap().unwrap();
+    etrading_data::source::read_csv_bytes_limited(&file, limit).map(|c| c.bytes)
+}
+
+#[test]
+fn zip_sizes_are_bounded() {
+    let dir = folder(&[]);
+    let path = dir.path().join("BTCUSDT-1h-2025-01.zip");
+    let csv = bars_csv(true, &[flat(T0, 10.0), flat(T0 + H, 11.0)]);
+
+    // A declared size of 3.75 GiB is refused before anything is reserved or inflated.
+    let mut z = zip_bytes("BTCUSDT-1h-2025-01.csv", csv.as_bytes());
+    patch_declared_size(&mut z, 0xF000_0000);
+    std::fs::write(&path, &z).unwrap();
+    let msg = load(dir.path(), &LoadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("BTCUSDT-1h-2025-01.zip: BTCUSDT-1h-2025-01.csv declares 4026531840 bytes")
+            && msg.contains("over the limit of 1073741824 bytes"),
+        "{msg}"
+    );
+
+    // A bomb: 2 MiB of one byte deflates to a few KB. With a 1 MiB limit, it is refused for
+    // what it declares, and, once its size field lies (100 bytes), for what it inflates to.
+    let bomb = vec![b'1'; 2 << 20];
+    let mut z = zip_bytes("BTCUSDT-1h-2025-01.csv", &bomb);
+    assert!(z.len() < 16 << 10, "{} bytes compressed", z.len());
+    std::fs::write(&path, &z).unwrap();
+    let msg = read_limited(&path, 1 << 20).unwrap_err().to_string();
+    assert!(
+        msg.contains("declares 2097152 bytes inflated, over the limit of 1048576"),
+        "{msg}"
+    );
+    assert_eq!(read_limited(&path, 2 << 20).unwrap().len(), 2 << 20);
+    patch_declared_size(&mut z, 100);
+    std::fs::write(&path, &z).unwrap();
+    let msg = read_limited(&path, 1 << 20).unwrap_err().to_string();
+    assert!(
+        msg.contains("BTCUSDT-1h-2025-01.zip: BTCUSDT-1h-2025-01.csv inflates past the limit of 1048576 bytes although it declares 100"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -404,6 +472,30 @@ fn row_errors_name_file_and_line() {
         (
             "2025-13-45,1,2,0.5,1,1\n",
             &["BTCUSDT-1h.csv:2:", "expected a Unix time"],
+        ),
+        // Times outside 2017-01-01 .. 2100-01-01: a far-future µs time (year 5138), 1970 in
+        // seconds, the last millisecond before 2017, 2100 as an ISO date.
+        (
+            "1735689600000000,1,2,0.5,1,1\n99999999999999000,1,2,0.5,1,1\n",
+            &[
+                "BTCUSDT-1h.csv:3:",
+                "column `open_time`: time 5138-11-16 09:46:39.999 is outside the plausible window 2017-01-01 .. 2100-01-01",
+            ],
+        ),
+        (
+            "3600,1,2,0.5,1,1\n",
+            &["BTCUSDT-1h.csv:2:", "time 1970-01-01 01:00 is outside"],
+        ),
+        (
+            "1483228799999,1,2,0.5,1,1\n",
+            &[
+                "BTCUSDT-1h.csv:2:",
+                "time 2016-12-31 23:59:59.999 is outside",
+            ],
+        ),
+        (
+            "2025-01-01,1,2,0.5,1,1\n2100-01-01,1,2,0.5,1,1\n",
+            &["BTCUSDT-1h.csv:3:", "time 2100-01-01 00:00 is outside"],
         ),
     ];
     for (body, expect) in cases {
@@ -605,6 +697,60 @@ fn gaps_are_reported_and_optionally_filled() {
         filled.gaps[0].len(),
         2,
         "the report keeps the gaps found before filling"
+    );
+}
+
+#[test]
+fn times_are_plausible_and_fills_bounded() {
+    // The window's ends: 2017-01-01 00:00 is accepted, and so is the last bar of 2099.
+    let last_of_2099 = 4_102_444_800_000 - H;
+    let dir = folder(&[(
+        "BTCUSDT-1h.csv",
+        &bars_csv(
+            true,
+            &[flat(1_483_228_800_000, 10.0), flat(last_of_2099, 11.0)],
+        ),
+    )]);
+    let ds = load_ok(dir.path());
+    assert_eq!(
+        ds.klines[0].open_time,
+        vec![1_483_228_800_000, last_of_2099]
+    );
+    // Filling those 83 years of 1h bars would add 727,558 bars: under the limit. At 1m, 2025
+    // to 2099 alone is 39.4 million bars: refused before anything is allocated.
+    let m = 60_000;
+    let dir = folder(&[(
+        "BTCUSDT-1m.csv",
+        &bars_csv(
+            true,
+            &[flat(T0, 10.0), flat(T0 + m, 10.0), flat(last_of_2099, 11.0)],
+        ),
+    )]);
+    let ffill = LoadOptions {
+        gap_policy: GapPolicy::ForwardFill,
+        ..Default::default()
+    };
+    let msg = load(dir.path(), &ffill).unwrap_err().to_string();
+    assert!(
+        msg.contains("BTCUSDT klines 1m: --gaps ffill would add 39445858 bars")
+            && msg.contains("largest gap is 39445858 bars, 2025-01-01 00:02 .. 2099-12-31 22:59")
+            && msg.contains("over the limit of 10000000")
+            && msg.contains("BTCUSDT-1m.csv"),
+        "{msg}"
+    );
+    // Without the fill, the same data loads and reports its gap.
+    assert_eq!(load_ok(dir.path()).gaps[0][0].bars, 39_445_858);
+    // Funding times are held to the same window.
+    check_err(
+        &[(
+            "BTCUSDT-funding.csv",
+            "calc_time,funding_interval_hours,last_funding_rate\n1735689600000,8,0.0001\n99999999999999,8,0.0001\n",
+        )],
+        &[
+            "BTCUSDT-funding.csv:3:",
+            "column `calc_time`: time 5138-11-16",
+            "is outside the plausible window",
+        ],
     );
 }
 

@@ -373,7 +373,10 @@ fn check_tree(dir: &Path, only: &[String]) {
         let p = dir.join(rel);
         let bytes = std::fs::read(&p).unwrap();
         assert_eq!(&bytes, &archive()[rel], "{rel}");
-        verify_checksum(&p, &bytes).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            verify_checksum(&p, &bytes).unwrap_or_else(|e| panic!("{e}")),
+            "{rel}: no checksum verified"
+        );
     }
 }
 

@@ -5,7 +5,8 @@ use etrading_kernels::expr::{self, ExprErrorKind, NameResolver, Operand, ParamKi
 use etrading_kernels::indicator;
 use etrading_kernels::series::{BarColumns, Series};
 use etrading_kernels::spec::{
-    Distribution, Funding, GridError, MarginMode, ParamSet, ParamValue, Spec, SpecErrorKind,
+    Distribution, Funding, GridError, MAX_RANGE_VALUES, MarginMode, ParamSet, ParamValue, Spec,
+    SpecErrorKind,
 };
 
 fn example(name: &str) -> String {
@@ -129,9 +130,9 @@ fn large_grid_decodes_without_materialising() {
 
 #[test]
 fn grid_refuses_overflow_and_continuous_params() {
-    // Four params of 10^9 + 1 points each: about 10^36 > 2^64.
+    // Four params of 10^6 points each (the most a range holds): 10^24 > 2^64.
     let huge: String = (1..=4)
-        .map(|index| format!("p{index} = {{ low = 0, high = 1000000000, step = 1 }}\n"))
+        .map(|index| format!("p{index} = {{ low = 0, high = 999999, step = 1 }}\n"))
         .collect();
     let spec = with_params(&huge);
     assert_eq!(spec.params.grid_len(), Err(GridError::Overflow));
@@ -297,6 +298,48 @@ fn resolve_gives_concrete_values() {
 
 // ---------------------------------------------------------------------------------------
 // Errors: file:line:col: message
+
+#[test]
+fn ranges_hold_at_most_a_million_values() {
+    // Found by fuzzing: a range of 8 * 10^12 steps was enumerated to validate it and aborted
+    // the process for want of memory (fuzz/corpus/spec/huge-float-range.toml).
+    assert_eq!(MAX_RANGE_VALUES, 1_000_000);
+    let spec = with_params(
+        "a = { low = 1, high = 1000000, step = 1 }\nb = { low = 0.0, high = 99999.9, step = 0.1 }",
+    );
+    assert_eq!(spec.params.grid_len(), Ok(1_000_000_000_000));
+    for (param, message) in [
+        (
+            "a = { low = 1, high = 1000001, step = 1 }",
+            "param `a`: 1..=1000001 by 1 holds more than 1000000 values",
+        ),
+        (
+            "a = { low = 1.5, high = 4102444800000.0, step = 0.5 }",
+            "param `a`: 1.5..=4102444800000.0 by 0.5 holds more than 1000000 values",
+        ),
+        (
+            "a = { low = -1e308, high = 1e308, step = 1e300 }",
+            "param `a`: -1e308..=1e308 by 1e300 holds more than 1000000 values; use a coarser step, or a continuous range { low, high } to search it",
+        ),
+        (
+            "a = { low = -9223372036854775808, high = 9223372036854775807, step = 1 }",
+            "param `a`: -9223372036854775808..=9223372036854775807 by 1 holds more than 1000000 values",
+        ),
+    ] {
+        let text = MINIMAL.replace("PARAMS", param);
+        let error = Spec::parse("grid.toml", &text).expect_err(param);
+        // Located at the `high` value.
+        let line = text.lines().position(|l| l == param).unwrap() + 1;
+        let column = param.find("high = ").unwrap() + 8;
+        assert_eq!(error.kind, SpecErrorKind::OutOfRange, "{error}");
+        assert!(
+            error
+                .to_string()
+                .starts_with(&format!("grid.toml:{line}:{column}: {message}")),
+            "{error}"
+        );
+    }
+}
 
 const BASE: &str = r#"[strategy]
 id = "demo"

@@ -18,6 +18,8 @@ pub struct InspectReport {
     pub funding: Vec<FundingReport>,
     pub panels: Vec<PanelReport>,
     pub skipped: Vec<SkippedFile>,
+    /// Zip files that were loaded without a sibling `.CHECKSUM`: nothing verified their content.
+    pub unverified: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -209,6 +211,7 @@ pub fn report(ds: &Dataset, panels: &[Panel]) -> InspectReport {
                 reason: s.reason.clone(),
             })
             .collect(),
+        unverified: ds.unverified.clone(),
     }
 }
 

@@ -9,7 +9,9 @@
 //! `prev(x, n)` where `n` is a non-negative integer literal or an integer param.
 //! Precedence, loosest first: `or` < `and` < `not` < comparison < `+ -` < `* /` < unary `-`.
 //! Comparisons do not chain (`a < b < c` is an error). Types: number (series or scalar) and
-//! condition (boolean); a rule must be a condition.
+//! condition (boolean); a rule must be a condition. An expression holds at most
+//! [`MAX_EXPR_TOKENS`] tokens, nests at most [`MAX_EXPR_NESTING`] levels and needs at most
+//! [`MAX_STACK_DEPTH`] evaluation stack slots.
 //!
 //! # NaN policy
 //! * Arithmetic propagates NaN (IEEE 754).
@@ -42,6 +44,16 @@ pub use parse::{BinaryOp, Expr, ExprKind, Func, RESERVED_WORDS, is_identifier, p
 /// The most values a program may hold on its evaluation stack at once.
 pub const MAX_STACK_DEPTH: usize = 32;
 
+/// The most tokens one expression may hold. Real rules hold a few dozen; the bound keeps the
+/// tree, and so the compiler's and the tree's drop's recursion, a few hundred levels deep at
+/// most, whatever the text.
+pub const MAX_EXPR_TOKENS: usize = 512;
+
+/// The deepest the parser may recurse: parentheses, call arguments, unary `-` and `not`, each
+/// one level. Real rules nest a few levels; without the bound a rule of 2,000 nested
+/// parentheses overflowed the stack and aborted the process.
+pub const MAX_EXPR_NESTING: usize = 64;
+
 /// The largest `prev` look-back accepted as a literal, in bars.
 pub const MAX_LITERAL_LAG_BARS: u64 = 1_000_000;
 
@@ -54,7 +66,8 @@ pub enum ExprErrorKind {
     UnknownName,
     /// An operand has the wrong type (number vs condition), or a call the wrong arity.
     Type,
-    /// The expression is nested too deeply for the evaluation stack.
+    /// The expression is nested too deeply for the evaluation stack or for the parser
+    /// ([`MAX_EXPR_NESTING`]), or holds more than [`MAX_EXPR_TOKENS`] tokens.
     TooDeep,
 }
 

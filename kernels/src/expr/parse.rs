@@ -2,7 +2,7 @@
 
 use std::ops::Range;
 
-use super::{ExprError, ExprErrorKind};
+use super::{ExprError, ExprErrorKind, MAX_EXPR_NESTING, MAX_EXPR_TOKENS};
 
 /// A parsed expression node with its byte span inside the expression text.
 #[derive(Clone, Debug, PartialEq)]
@@ -291,7 +291,21 @@ fn lex(text: &str) -> Result<Vec<(Token, Range<usize>)>, ExprError> {
 /// `or` < `and` < `not` < comparisons < `+ -` < `* /` < unary minus. Comparisons do not chain.
 pub fn parse(text: &str) -> Result<Expr, ExprError> {
     let tokens = lex(text)?;
-    let mut parser = Parser { tokens, pos: 0 };
+    // The last token is `End`.
+    if tokens.len() > MAX_EXPR_TOKENS + 1 {
+        return Err(ExprError {
+            span: tokens[MAX_EXPR_TOKENS].1.start..text.len(),
+            kind: ExprErrorKind::TooDeep,
+            message: format!(
+                "expression holds more than {MAX_EXPR_TOKENS} tokens; split it into simpler rules"
+            ),
+        });
+    }
+    let mut parser = Parser {
+        tokens,
+        pos: 0,
+        nesting: 0,
+    };
     let expr = parser.or_expr()?;
     let (token, span) = parser.peek();
     if *token != Token::End {
@@ -309,9 +323,33 @@ pub fn parse(text: &str) -> Result<Expr, ExprError> {
 struct Parser {
     tokens: Vec<(Token, Range<usize>)>,
     pos: usize,
+    /// How many nested parentheses, call argument lists, `-` and `not` enclose the position.
+    nesting: usize,
 }
 
 impl Parser {
+    /// Parses with `inner` one nesting level deeper, refusing past [`MAX_EXPR_NESTING`].
+    fn nested(
+        &mut self,
+        span: &Range<usize>,
+        inner: fn(&mut Parser) -> Result<Expr, ExprError>,
+    ) -> Result<Expr, ExprError> {
+        if self.nesting == MAX_EXPR_NESTING {
+            return Err(ExprError {
+                span: span.clone(),
+                kind: ExprErrorKind::TooDeep,
+                message: format!(
+                    "expression nests more than {MAX_EXPR_NESTING} levels deep (parentheses, \
+                     calls, `-` and `not`); split it into simpler rules"
+                ),
+            });
+        }
+        self.nesting += 1;
+        let result = inner(self);
+        self.nesting -= 1;
+        result
+    }
+
     fn peek(&self) -> &(Token, Range<usize>) {
         &self.tokens[self.pos]
     }
@@ -372,7 +410,7 @@ impl Parser {
     fn not_expr(&mut self) -> Result<Expr, ExprError> {
         if self.peek().0 == Token::Not {
             let (_, span) = self.next();
-            let inner = self.not_expr()?;
+            let inner = self.nested(&span, Parser::not_expr)?;
             let span = span.start..inner.span.end;
             return Ok(Expr {
                 kind: ExprKind::Not(Box::new(inner)),
@@ -420,7 +458,7 @@ impl Parser {
     fn unary(&mut self) -> Result<Expr, ExprError> {
         if self.peek().0 == Token::Op(BinaryOp::Sub) {
             let (_, span) = self.next();
-            let inner = self.unary()?;
+            let inner = self.nested(&span, Parser::unary)?;
             let span = span.start..inner.span.end;
             return Ok(Expr {
                 kind: ExprKind::Neg(Box::new(inner)),
@@ -438,7 +476,7 @@ impl Parser {
                 span,
             }),
             Token::LParen => {
-                let inner = self.or_expr()?;
+                let inner = self.nested(&span, Parser::or_expr)?;
                 let close = self.expect(Token::RParen, "`)`")?;
                 Ok(Expr {
                     kind: inner.kind,
@@ -464,7 +502,7 @@ impl Parser {
                     let mut args = Vec::new();
                     if self.peek().0 != Token::RParen {
                         loop {
-                            args.push(self.or_expr()?);
+                            args.push(self.nested(&span, Parser::or_expr)?);
                             if self.peek().0 == Token::Comma {
                                 self.next();
                             } else {
@@ -517,6 +555,7 @@ impl Parser {
 #[cfg(test)]
 mod tests {
     use super::{Expr, ExprKind, parse};
+    use crate::expr::{ExprErrorKind, MAX_EXPR_NESTING, MAX_EXPR_TOKENS};
 
     /// Renders the tree fully parenthesised.
     fn render(expr: &Expr) -> String {
@@ -537,6 +576,60 @@ mod tests {
                 let args: Vec<String> = args.iter().map(render).collect();
                 format!("{}({})", func.name(), args.join(", "))
             }
+        }
+    }
+
+    #[test]
+    fn long_and_deeply_nested_expressions_are_refused_not_a_stack_overflow() {
+        // Found by the fuzzer (fuzz/corpus/expr/deep-nesting-2008-parens.txt, now refused by
+        // the token bound): 2,000 nested parentheses overflowed the stack. 64 levels parse; 65
+        // are an error at the 65th.
+        let nested = |depth: usize| format!("{}close{} > 0", "(".repeat(depth), ")".repeat(depth));
+        let deep = [
+            nested(MAX_EXPR_NESTING),
+            "-".repeat(MAX_EXPR_NESTING) + "1 > 0",
+            "not ".repeat(MAX_EXPR_NESTING) + "true",
+            "prev(".repeat(MAX_EXPR_NESTING) + "close" + &", 1)".repeat(MAX_EXPR_NESTING) + " > 0",
+        ];
+        for text in &deep {
+            assert!(parse(text).is_ok(), "{text}");
+        }
+        for (text, at) in [
+            (nested(MAX_EXPR_NESTING + 1), MAX_EXPR_NESTING),
+            ("-".repeat(MAX_EXPR_NESTING + 1) + "1 > 0", MAX_EXPR_NESTING),
+            (
+                "not ".repeat(MAX_EXPR_NESTING + 1) + "true",
+                4 * MAX_EXPR_NESTING,
+            ),
+            // Within the token bound (before the nesting bound, 254 levels in 511 tokens
+            // overflowed a test thread's 2 MiB stack in a debug build).
+            (nested(200), MAX_EXPR_NESTING),
+        ] {
+            let error = parse(&text).unwrap_err();
+            assert_eq!(error.kind, ExprErrorKind::TooDeep, "{}", error.message);
+            assert!(
+                error.message.contains("nests more than 64 levels deep"),
+                "{}",
+                error.message
+            );
+            assert_eq!(error.span.start, at, "{}", error.message);
+        }
+        // 512 tokens parse; one more is an error at the 513th, however flat.
+        let chain = |terms: usize| "1 + ".repeat(terms - 1) + "1 > 0";
+        assert!(parse(&chain(MAX_EXPR_TOKENS / 2 - 1)).is_ok());
+        for text in [
+            chain(MAX_EXPR_TOKENS / 2),
+            chain(50_000),
+            "- ".repeat(50_000),
+        ] {
+            let error = parse(&text).unwrap_err();
+            assert_eq!(error.kind, ExprErrorKind::TooDeep, "{}", error.message);
+            assert!(
+                error.message.contains("more than 512 tokens"),
+                "{}",
+                error.message
+            );
+            assert_eq!(error.span.start, 2 * MAX_EXPR_TOKENS, "{}", error.message);
         }
     }
 

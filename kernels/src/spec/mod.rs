@@ -28,7 +28,8 @@ use crate::indicator::{self, FunctionInfo, InputKind};
 use crate::series::Series;
 
 pub use params::{
-    Distribution, GridError, ParamDomain, ParamSet, ParamSpace, ParamSpec, ParamType, ParamValue,
+    Distribution, GridError, MAX_RANGE_VALUES, ParamDomain, ParamSet, ParamSpace, ParamSpec,
+    ParamType, ParamValue,
 };
 pub use research::{
     DEFAULT_DRAWDOWN_CAPS, ObjectiveName, ObjectiveSpec, WalkForwardMode, WalkForwardSpec,
@@ -602,12 +603,30 @@ fn parse_param(
                                 "param `{name}`: high must be >= low"
                             )));
                         }
+                        let show = |number: Number| match number {
+                            Number::Int(int) => int.to_string(),
+                            Number::Float(float) => format!("{float:?}"),
+                        };
+                        let too_many = || {
+                            out_of_range(format!(
+                                "param `{name}`: {}..={} by {} holds more than \
+                                 {MAX_RANGE_VALUES} values; use a coarser step, or a continuous \
+                                 range {{ low, high }} to search it",
+                                show(low),
+                                show(high),
+                                show(step)
+                            ))
+                        };
                         match (low, high, step) {
                             (Number::Int(low), Number::Int(high), Number::Int(step)) => {
-                                if (i128::from(high) - i128::from(low)) % i128::from(step) != 0 {
+                                let span = i128::from(high) - i128::from(low);
+                                if span % i128::from(step) != 0 {
                                     return Err(out_of_range(format!(
                                         "param `{name}`: high - low must be a multiple of step ({high} - {low} is not a multiple of {step})"
                                     )));
+                                }
+                                if span / i128::from(step) >= i128::from(MAX_RANGE_VALUES) {
+                                    return Err(too_many());
                                 }
                                 (ParamDomain::IntRange { low, high, step }, ParamType::Int)
                             }
@@ -615,6 +634,10 @@ fn parse_param(
                                 let (low, high, step) =
                                     (low.as_f64(), high.as_f64(), step.as_f64());
                                 let steps = (high - low) / step;
+                                // Also refuses a span that overflows to infinity.
+                                if steps >= MAX_RANGE_VALUES as f64 {
+                                    return Err(too_many());
+                                }
                                 if (steps - steps.round()).abs() > 1e-9 * steps.abs().max(1.0) {
                                     return Err(out_of_range(format!(
                                         "param `{name}`: high - low must be a multiple of step ({high} - {low} is not a multiple of {step})"

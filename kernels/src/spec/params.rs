@@ -3,6 +3,12 @@
 
 use std::fmt;
 
+/// The most values one stepped range (`{ low, high, step }`) may hold: 1,000,000. Samplers,
+/// validation and `--set` enumerate a range's values, so a range of 10^12 steps aborted the
+/// process for want of memory; a search that fine wants a continuous range `{ low, high }`.
+/// Grids stay unmaterialised: several ranges multiply to any grid size up to 2^64.
+pub const MAX_RANGE_VALUES: u64 = 1_000_000;
+
 /// One param value.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 #[serde(untagged)]
