@@ -7,7 +7,12 @@ use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-create_exception!(_engine, LiveError, PyException, "The live engine refused a spec, bar or snapshot.");
+create_exception!(
+    _engine,
+    LiveError,
+    PyException,
+    "The live engine refused a spec, bar or snapshot."
+);
 
 fn err(e: etrading_live::LiveError) -> PyErr {
     LiveError::new_err(e.to_string())
@@ -58,7 +63,11 @@ impl PySignalEngine {
 
     #[getter]
     fn symbols(&self) -> Vec<String> {
-        self.inner.symbols().into_iter().map(str::to_string).collect()
+        self.inner
+            .symbols()
+            .into_iter()
+            .map(str::to_string)
+            .collect()
     }
 
     #[getter]
@@ -99,7 +108,9 @@ impl PySignalEngine {
 
     /// Tells the engine what `symbol` holds ("flat", "long", "short").
     fn set_position(&mut self, symbol: &str, held: &str) -> PyResult<()> {
-        self.inner.set_position(symbol, position(held)?).map_err(err)
+        self.inner
+            .set_position(symbol, position(held)?)
+            .map_err(err)
     }
 
     /// The whole state as bytes.
