@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Python suite (tests/python): cross-checks of the reference engine against vectorbt and
-# Backtrader, TA-Lib's values, and whatever else lives there. Creates or updates the virtualenv
+# Backtrader, TA-Lib's values, the live package, and whatever else lives there. Creates or updates the virtualenv
 # .venv/ (scripts/venv.sh, cached by a hash of the requirements), builds the `etrading` binary
 # (debug), exports ETRADING_BIN and runs pytest over every test under tests/python.
 set -euo pipefail
@@ -8,6 +8,11 @@ cd "$(dirname "$0")/../.."
 source scripts/setup.sh
 
 bash scripts/venv.sh
+
+# The live package (python/: pyo3 over live/), built into the virtualenv as an editable
+# install; cargo's cache makes a second run cheap.
+echo "test-20-python: maturin develop -m python/Cargo.toml" >&2
+VIRTUAL_ENV="$(pwd)/.venv" .venv/bin/maturin develop --quiet -m python/Cargo.toml
 
 echo "test-20-python: cargo build -p etrading-cli" >&2
 cargo build --locked --quiet -p etrading-cli

@@ -754,8 +754,9 @@ impl<'s> WindowCtx<'s> {
     }
 }
 
-/// §2.2 from a signal code: engine::sim `target`, bit for bit.
-fn target(c: u8, side: Option<Side>, is_last: bool) -> Option<Target> {
+/// §2.2 from a signal code: engine::sim `target`, bit for bit. `None`: the code asks for
+/// no change from `side` (`is_last`: the symbol's last bar, where nothing opens).
+pub fn target(c: u8, side: Option<Side>, is_last: bool) -> Option<Target> {
     let has = |bit: u8| c & bit != 0;
     match side {
         Some(Side::Long) if has(code::ENTER_SHORT) && !is_last => Some(Target::Short),

@@ -14,8 +14,9 @@ mod metrics;
 mod sim;
 
 pub use metrics::{Metrics, MetricsAcc, compute_metrics, span_ms};
+pub(crate) use sim::Position;
+pub use sim::Target;
 pub use sim::simulate;
-pub(crate) use sim::{Position, Target};
 
 use std::ops::Range;
 

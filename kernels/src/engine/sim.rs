@@ -6,11 +6,14 @@ use super::{
     compute_metrics, span_ms,
 };
 
-/// The side a symbol should hold after a signal.
+/// The side a symbol should hold after a signal (§2.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Target {
+pub enum Target {
+    /// No position.
     Flat,
+    /// A long position.
     Long,
+    /// A short position.
     Short,
 }
 

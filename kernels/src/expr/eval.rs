@@ -357,6 +357,25 @@ impl BoundRule {
         Ok(())
     }
 
+    /// Evaluates the rule at bar `bar` of the columns only (the streaming signal engine:
+    /// the columns hold the last bars, `bar` the newest), by the same per-bar code as
+    /// [`BoundRule::eval_into`].
+    pub fn eval_at(&self, inputs: &RuleInputs<'_>, bar: usize) -> Result<bool, EvalError> {
+        let bar_count = inputs.bars.bar_count().ok_or(EvalError::RaggedBars)?;
+        if bar >= bar_count {
+            return Err(EvalError::OutputLength {
+                output_len: bar + 1,
+                bar_count,
+            });
+        }
+        for &slot in &self.reads.indicator_slots {
+            if inputs.indicators.get(slot).map(|column| column.len()) != Some(bar_count) {
+                return Err(EvalError::IndicatorColumn { slot, bar_count });
+            }
+        }
+        Ok(self.eval_bar(inputs, bar))
+    }
+
     /// Evaluates the rule at one bar; columns must have been checked by the caller.
     #[inline]
     fn eval_bar(&self, inputs: &RuleInputs<'_>, bar: usize) -> bool {

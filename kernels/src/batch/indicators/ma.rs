@@ -14,7 +14,7 @@ pub(crate) fn per_to_k(period: usize) -> f64 {
 /// TA-Lib streams a running total: add the new value, divide the total by the period for the
 /// output, then subtract the value leaving the window. This is that total, kept in the same
 /// order, so the output is bit-identical.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Sma {
     period: usize,
     /// `period` as a float, converted once (TA-Lib divides by the `int` period).
@@ -61,7 +61,7 @@ impl Sma {
 /// order from `0.0`, then divided by the period); after it,
 /// `ema = ((x - ema) * k) + ema` with `k = 2 / (period + 1)`. Period 1 runs the same recursion
 /// with `k = 1` (as MACD's signal line does); [`Ma`] copies the input instead, as `TA_MA` does.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Ema {
     period: usize,
     k: f64,
@@ -106,7 +106,7 @@ impl Ema {
 /// (weighted sum), updated in the order reproduced here; period 1 copies the input. The
 /// divider is TA-Lib's `int` `(period * (period + 1)) >> 1`, wrapping as C's 32-bit `int`
 /// does on x86-64 for periods above 46340.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Wma {
     period: usize,
     /// `period` as a float (TA-Lib's `tempReal * optInTimePeriod`).
@@ -161,7 +161,7 @@ impl Wma {
 }
 
 /// TA-Lib's moving-average types (`optInMAType`) that have a streaming twin here.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum MaType {
     /// `TA_MAType_SMA` (0).
     Sma,
@@ -186,7 +186,7 @@ impl MaType {
 
 /// `TA_MA`: the moving average of a type, with its period-1 rule (any type with period 1
 /// copies the input, look-back 0).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub enum Ma {
     /// Period 1: the input itself.
     Copy,

@@ -158,6 +158,138 @@ pub fn compute(
     Ok(())
 }
 
+/// One indicator fed one bar at a time: the state structs [`compute`] runs, held between
+/// calls, for a caller that receives bars as they close (the live signal engine). Fed the
+/// same bars from the same first bar, its outputs are [`compute`]'s, bit for bit (same
+/// state structs, same operations). Serialisable, so a restarted caller resumes where it
+/// stopped.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Stream {
+    kind: Kind,
+    /// Index into the `[open, high, low, close, volume]` bar of the real input.
+    real: usize,
+    lookback: usize,
+    state: StreamState,
+}
+
+/// The state struct of each [`Kind`].
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+enum StreamState {
+    Sma(Sma),
+    Ema(Ema),
+    Wma(Wma),
+    Rsi(Rsi),
+    Atr(Atr),
+    Natr(Natr),
+    Bbands(Bbands),
+    Macd(Macd),
+    StdDev(StdDev),
+    Adx(Adx),
+    Stoch(Stoch),
+    Cci(Cci),
+    Roc(Roc),
+    Mom(Mom),
+}
+
+impl Stream {
+    /// The stream of `ind` (the errors of [`check`], or a wrong input count).
+    pub fn new(ind: &ResolvedIndicator) -> Result<Stream, StreamError> {
+        let plan = Plan::new(&ind.function, &ind.args)?;
+        let real_count = plan.info.real_input_count();
+        if ind.real_inputs.len() != real_count {
+            return Err(StreamError::Shape {
+                function: plan.info.name.clone(),
+                message: format!(
+                    "takes {real_count} real input(s), got {}",
+                    ind.real_inputs.len()
+                ),
+            });
+        }
+        let real_series = ind.real_inputs.first().copied().unwrap_or(Series::Close);
+        let real = Series::ALL
+            .iter()
+            .position(|&series| series == real_series)
+            .unwrap_or(3);
+        let state = match plan.kind {
+            Kind::Sma(period) => StreamState::Sma(Sma::new(period)),
+            Kind::Ema(period) => StreamState::Ema(Ema::new(period)),
+            Kind::Wma(period) => StreamState::Wma(Wma::new(period)),
+            Kind::Rsi(period) => StreamState::Rsi(Rsi::new(period)),
+            Kind::Atr(period) => StreamState::Atr(Atr::new(period)),
+            Kind::Natr(period) => StreamState::Natr(Natr::new(period)),
+            Kind::Bbands {
+                period,
+                nbdev_up,
+                nbdev_down,
+                ma_type,
+            } => StreamState::Bbands(Bbands::new(period, nbdev_up, nbdev_down, ma_type)),
+            Kind::Macd { fast, slow, signal } => StreamState::Macd(Macd::new(fast, slow, signal)),
+            Kind::StdDev { period, nbdev } => StreamState::StdDev(StdDev::new(period, nbdev)),
+            Kind::Adx(period) => StreamState::Adx(Adx::new(period)),
+            Kind::Stoch {
+                fastk,
+                slowk,
+                slowk_type,
+                slowd,
+                slowd_type,
+            } => StreamState::Stoch(Stoch::new(fastk, slowk, slowk_type, slowd, slowd_type)),
+            Kind::Cci(period) => StreamState::Cci(Cci::new(period)),
+            Kind::Roc(period) => StreamState::Roc(Roc::new(period)),
+            Kind::Mom(period) => StreamState::Mom(Mom::new(period)),
+        };
+        Ok(Stream {
+            kind: plan.kind,
+            real,
+            lookback: plan.lookback(),
+            state,
+        })
+    }
+
+    /// TA-Lib's look-back: the first `lookback()` updates return NaN.
+    pub fn lookback(&self) -> usize {
+        self.lookback
+    }
+
+    /// The number of outputs (the length of `out` in [`Stream::update`]).
+    pub fn output_count(&self) -> usize {
+        match self.state {
+            StreamState::Bbands(_) | StreamState::Macd(_) => 3,
+            StreamState::Stoch(_) => 2,
+            _ => 1,
+        }
+    }
+
+    /// Feeds one bar (`[open, high, low, close, volume]`, no NaN) and writes the outputs at
+    /// that bar into `out` ([`Stream::output_count`] values, NaN during the look-back).
+    #[inline]
+    pub fn update(&mut self, bar: &[f64; 5], out: &mut [f64]) {
+        let x = bar[self.real];
+        let (high, low, close) = (bar[1], bar[2], bar[3]);
+        match &mut self.state {
+            StreamState::Sma(state) => out[0] = state.update(x),
+            StreamState::Ema(state) => out[0] = state.update(x),
+            StreamState::Wma(state) => out[0] = state.update(x),
+            StreamState::Rsi(state) => out[0] = state.update(x),
+            StreamState::StdDev(state) => out[0] = state.update(x),
+            StreamState::Roc(state) => out[0] = state.update(x),
+            StreamState::Mom(state) => out[0] = state.update(x),
+            StreamState::Atr(state) => out[0] = state.update(high, low, close),
+            StreamState::Natr(state) => out[0] = state.update(high, low, close),
+            StreamState::Adx(state) => out[0] = state.update(high, low, close),
+            StreamState::Cci(state) => out[0] = state.update(high, low, close),
+            StreamState::Bbands(state) => out[..3].copy_from_slice(&state.update(x)),
+            StreamState::Macd(state) => out[..3].copy_from_slice(&state.update(x)),
+            StreamState::Stoch(state) => out[..2].copy_from_slice(&state.update(high, low, close)),
+        }
+    }
+
+    /// Whether `other` was built from the same function and arguments (a restored state
+    /// must match the spec it is restored into).
+    pub fn same_call(&self, other: &Stream) -> bool {
+        self.kind == other.kind && self.real == other.real
+    }
+}
+
 /// A validated call: the function, its parsed arguments, ready to run.
 struct Plan {
     info: FunctionInfo,
@@ -165,7 +297,7 @@ struct Plan {
 }
 
 /// The function with its arguments parsed into the types the state structs take.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 enum Kind {
     Sma(usize),
     Ema(usize),

@@ -12,7 +12,7 @@ use super::ring::{Extreme, MinMaxWindow, Ring};
 /// `avg = (avg * (period - 1) + today) / period` for both (multiply, add, divide, in that
 /// order). Output `100 * (gain / (gain + loss))`, or 0 when `gain + loss` is within 1e-8 of
 /// zero (`TA_IS_ZERO`). Period 1 copies the input, as TA-Lib does.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Rsi {
     period: usize,
     /// `period` as a float, converted once (TA-Lib divides by the `int` period).
@@ -90,7 +90,7 @@ impl Rsi {
 /// MACD values. All three outputs start at the look-back. (Signal period 1 runs the EMA
 /// recursion with `k = 1`; TA-Lib's own output there is undefined, so [`super::compute`]
 /// refuses it.)
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Macd {
     fast: Ema,
     slow: Ema,
@@ -150,7 +150,7 @@ impl Macd {
 /// Fast %K is `(close - lowest) / ((highest - lowest) / 100)`, or 0 when that divider is 0.
 /// The moving averages follow `TA_MA` (period 1 copies; SMA, EMA, WMA seeded on their own
 /// first inputs). Both outputs start at the look-back.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Stoch {
     lowest: MinMaxWindow,
     highest: MinMaxWindow,
@@ -215,7 +215,7 @@ impl Stoch {
 /// `bar % period`), the mean deviation sums `|tp - mean|` in the same order. This keeps the
 /// same buffer and order, O(period) per bar as in TA-Lib, so values are bit-identical.
 /// Output `(tp - mean) / (0.015 * (deviation / period))`, or 0 when either factor is 0.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Cci {
     period: usize,
     /// `period` as a float, converted once.
@@ -267,7 +267,7 @@ impl Cci {
 
 /// Rate of change (`TA_ROC`), `((x / x[period ago]) - 1) * 100`, 0 when the old value is 0;
 /// look-back `period`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Roc {
     period: usize,
     history: Ring,
@@ -301,7 +301,7 @@ impl Roc {
 }
 
 /// Momentum (`TA_MOM`), `x - x[period ago]`; look-back `period`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Mom {
     period: usize,
     history: Ring,

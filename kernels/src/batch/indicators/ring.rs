@@ -5,7 +5,7 @@
 /// during warm-up the value "leaving" the window is an exact `0.0`: subtracting it from a
 /// running total leaves the total bit-identical, which lets the running-sum indicators share
 /// one branch-free update with TA-Lib's separate warm-up loop.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Ring {
     slots: Box<[f64]>,
     pos: usize,
@@ -54,7 +54,7 @@ impl Ring {
 }
 
 /// Whether a [`MinMaxWindow`] tracks the lowest or the highest value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) enum Extreme {
     Lowest,
     Highest,
@@ -65,7 +65,7 @@ pub(crate) enum Extreme {
 /// window, rescan the window (oldest first, strict comparison). Expected O(1) per bar on
 /// prices (a rescan, O(len), happens when the extreme expires), no allocation after
 /// construction.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct MinMaxWindow {
     extreme: Extreme,
     values: Ring,

@@ -10,7 +10,7 @@ use super::volatility::true_range;
 /// the DX values `100 * |-DI - +DI| / (-DI + +DI)` (skipped when the true-range total or the
 /// DI sum is within 1e-8 of zero). The first ADX is that sum divided by the period; after it
 /// `adx = (adx * (period - 1) + dx) / period`, and it holds its value on bars without a DX.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Adx {
     period: usize,
     /// `period` as a float, converted once (TA-Lib divides by the `int` period).

@@ -7,7 +7,7 @@ use super::ring::Ring;
 
 /// True range (`TA_TRANGE`): the largest of `high - low`, `|prev_close - high|` and
 /// `|prev_close - low|`, compared in that order; look-back 1.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct TrueRange {
     prev_close: Option<f64>,
 }
@@ -48,7 +48,7 @@ pub(crate) fn true_range(high: f64, low: f64, prev_close: f64) -> f64 {
 /// Seeding: the plain average of the first `period` true ranges (bars 1..=period, summed in
 /// order as `TA_INT_SMA` does). After it Wilder's smoothing, operation for operation:
 /// `atr *= period - 1; atr += tr; atr /= period`. Period 1 is the true range itself.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Atr {
     period: usize,
     /// `period` as a float, converted once (TA-Lib divides by the `int` period).
@@ -101,7 +101,7 @@ impl Atr {
 /// Reproduces TA-Lib's quirks: period 1 returns the raw true range (not normalised), and a
 /// close within 1e-8 of zero gives 0. (There TA-Lib writes the 0 into its first output slot
 /// and leaves the current one unwritten; this writes 0 at the current bar.)
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Natr {
     atr: Atr,
     raw_true_range: bool,
@@ -135,7 +135,7 @@ impl Natr {
 /// Streams TA-Lib's two running totals (values and squares): add the new value and its
 /// square, take both means, subtract the leaving value and its square; the variance is
 /// `mean_of_squares - mean * mean`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Variance {
     period: usize,
     /// `period` as a float, converted once.
@@ -196,7 +196,7 @@ fn guarded_sqrt(variance: f64) -> f64 {
 
 /// Standard deviation (`TA_STDDEV`): `sqrt(variance) * nbdev` ([`Variance`]), exactly 0.0
 /// (not `0.0 * nbdev`) when the variance is below 1e-8; look-back `period - 1`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct StdDev {
     variance: Variance,
     nbdev: f64,
@@ -230,7 +230,7 @@ impl StdDev {
 }
 
 /// The middle band and deviation of [`Bbands`].
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 enum Bands {
     /// SMA middle band (`TA_INT_SMA`) and TA-Lib's `TA_INT_stddev_using_precalc_ma`: one
     /// window, a running total and a running total of squares; the deviation is the square
@@ -255,7 +255,7 @@ enum Bands {
 /// with nbdev 1. Either is 0 below a variance of 1e-8. Bands: `middle + dev * nbdevup` and
 /// `middle - dev * nbdevdn` (TA-Lib's special cases for a multiplier of exactly 1.0 give the
 /// same values).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Bbands {
     bands: Bands,
     nbdev_up: f64,
