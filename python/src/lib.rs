@@ -1,11 +1,17 @@
 //! The Python module `etrading_live._engine`: a thin binding over [`etrading_live`]'s
-//! [`SignalEngine`]; every error is a `LiveError` with the engine's message.
+//! [`SignalEngine`], over the db crate's reader of PostgreSQL's `active_configs`
+//! ([`load_active_config`]) and over the data crate's strict klines loader ([`load_bars`], for
+//! replays). Every error is a `LiveError` with the underlying crate's message.
 
+use std::path::PathBuf;
+
+use etrading_data::{AlignPolicy, Interval, LoadOptions};
+use etrading_db::pg;
 use etrading_live::{Bar, Position, SignalEngine, Step};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyDict};
 
 create_exception!(
     _engine,
@@ -124,9 +130,80 @@ impl PySignalEngine {
     }
 }
 
+/// The active config of `strategy_id` in PostgreSQL's `active_configs` at `url`, as the JSON
+/// text of one row of `etrading configs --json` (schema `etrading.configs/1`). The database
+/// must be at exactly the migrations this build carries (a newer or older schema is refused,
+/// as `etrading configs` refuses it); an unknown strategy is an error. The password never
+/// appears in a message.
+#[pyfunction]
+fn load_active_config(py: Python<'_>, url: &str, strategy_id: &str) -> PyResult<String> {
+    py.detach(|| -> Result<String, String> {
+        let target = pg::Target::parse(url).map_err(|e| e.to_string())?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("starting the async runtime: {e}"))?;
+        let row = runtime.block_on(async {
+            let client = pg::connect(&target).await.map_err(|e| e.to_string())?;
+            pg::check_schema(&client)
+                .await
+                .map_err(|e| e.to_string())?;
+            pg::active_config(&client, strategy_id)
+                .await
+                .map_err(|e| e.to_string())
+        })?;
+        let row = row.ok_or_else(|| {
+            format!("{target}: no active config for strategy {strategy_id:?} in active_configs")
+        })?;
+        serde_json::to_string(&row).map_err(|e| format!("encoding the config row: {e}"))
+    })
+    .map_err(LiveError::new_err)
+}
+
+/// The klines of `symbol` in `paths` (Binance CSV or zip files, or folders of them), loaded
+/// and checked as `etrading backtest --data` loads them: a dict of lists `open_time` (ms, bar
+/// open), `open`, `high`, `low`, `close`, `volume`. `interval` (such as "1h") picks the files
+/// of that interval when several are present.
+#[pyfunction]
+#[pyo3(signature = (paths, symbol, interval=None))]
+fn load_bars<'py>(
+    py: Python<'py>,
+    paths: Vec<PathBuf>,
+    symbol: &str,
+    interval: Option<&str>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let interval = interval
+        .map(str::parse::<Interval>)
+        .transpose()
+        .map_err(|e| LiveError::new_err(e.to_string()))?;
+    let opts = LoadOptions {
+        interval,
+        symbols: Some(vec![symbol.to_string()]),
+        ..LoadOptions::default()
+    };
+    let (panel, _) = py
+        .detach(|| etrading_data::load_panel(&paths, &opts, AlignPolicy::Intersection))
+        .map_err(|e| LiveError::new_err(e.to_string()))?;
+    let s = panel.symbol_index(symbol).ok_or_else(|| {
+        LiveError::new_err(format!("no klines of {symbol} in the files given"))
+    })?;
+    let bars = panel.bars(s);
+    let out = PyDict::new(py);
+    out.set_item("interval", panel.interval.to_string())?;
+    out.set_item("open_time", &panel.open_time)?;
+    out.set_item("open", bars.open)?;
+    out.set_item("high", bars.high)?;
+    out.set_item("low", bars.low)?;
+    out.set_item("close", bars.close)?;
+    out.set_item("volume", bars.volume)?;
+    Ok(out)
+}
+
 #[pymodule]
 fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PySignalEngine>()?;
+    m.add_function(wrap_pyfunction!(load_active_config, m)?)?;
+    m.add_function(wrap_pyfunction!(load_bars, m)?)?;
     m.add("LiveError", m.py().get_type::<LiveError>())?;
     m.add("ENGINE_VERSION", etrading_live::ENGINE_VERSION)?;
     m.add("TALIB_VERSION", etrading_live::TALIB_VERSION)?;
