@@ -81,6 +81,26 @@ impl PySignalEngine {
         self.inner.identity().to_string()
     }
 
+    /// The order side's numbers as the reference resolves them for these params, as JSON:
+    /// `{"risk": {...}, "execution": {...}, "symbol_leverage": {symbol: leverage}}` (the
+    /// `resolved` and `symbol_leverage` columns of `active_configs` have the same form).
+    #[getter]
+    fn settings(&self) -> PyResult<String> {
+        let r = self.inner.resolved();
+        let leverage: serde_json::Map<String, serde_json::Value> = self
+            .inner
+            .symbols()
+            .into_iter()
+            .map(|s| (s.to_string(), r.risk.leverage_for(s).into()))
+            .collect();
+        serde_json::to_string(&serde_json::json!({
+            "risk": &r.risk,
+            "execution": &r.execution,
+            "symbol_leverage": leverage,
+        }))
+        .map_err(|e| LiveError::new_err(format!("encoding the settings: {e}")))
+    }
+
     /// Feeds one closed bar: None while warming up, else `(code, from, target)`.
     #[allow(clippy::too_many_arguments)]
     fn update(
@@ -145,15 +165,16 @@ fn load_active_config(py: Python<'_>, url: &str, strategy_id: &str) -> PyResult<
             .map_err(|e| format!("starting the async runtime: {e}"))?;
         let row = runtime.block_on(async {
             let client = pg::connect(&target).await.map_err(|e| e.to_string())?;
-            pg::check_schema(&client)
-                .await
-                .map_err(|e| e.to_string())?;
+            pg::check_schema(&client).await.map_err(|e| e.to_string())?;
             pg::active_config(&client, strategy_id)
                 .await
                 .map_err(|e| e.to_string())
         })?;
         let row = row.ok_or_else(|| {
-            format!("{target}: no active config for strategy {strategy_id:?} in active_configs")
+            let missing = pg::PgError::NoActiveConfig {
+                strategy_id: strategy_id.to_string(),
+            };
+            format!("{target}: {missing}")
         })?;
         serde_json::to_string(&row).map_err(|e| format!("encoding the config row: {e}"))
     })
@@ -184,9 +205,9 @@ fn load_bars<'py>(
     let (panel, _) = py
         .detach(|| etrading_data::load_panel(&paths, &opts, AlignPolicy::Intersection))
         .map_err(|e| LiveError::new_err(e.to_string()))?;
-    let s = panel.symbol_index(symbol).ok_or_else(|| {
-        LiveError::new_err(format!("no klines of {symbol} in the files given"))
-    })?;
+    let s = panel
+        .symbol_index(symbol)
+        .ok_or_else(|| LiveError::new_err(format!("no klines of {symbol} in the files given")))?;
     let bars = panel.bars(s);
     let out = PyDict::new(py);
     out.set_item("interval", panel.interval.to_string())?;

@@ -7,12 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/setup.sh
 
-bash scripts/venv.sh
-
-# The live package (python/: pyo3 over live/), built into the virtualenv as an editable
-# install; cargo's cache makes a second run cheap.
-echo "test-20-python: maturin develop -m python/Cargo.toml" >&2
-VIRTUAL_ENV="$(pwd)/.venv" .venv/bin/maturin develop --quiet -m python/Cargo.toml
+# The virtualenv and the live package (python/) built into it.
+bash scripts/live-package.sh
 
 echo "test-20-python: cargo build -p etrading-cli" >&2
 cargo build --locked --quiet -p etrading-cli

@@ -184,6 +184,20 @@ assert r["rerun_metrics"]["n_trades"] == r["metrics"]["n_trades"]
 print("history ok:", len(rows), "rows")
 PY
 
+# The live package (the bot's side) reads the active config straight from active_configs as
+# the promoter role: the same row as `etrading configs --json`; an unknown strategy and a
+# database migrated by a newer etrading are refused (tests/python/check_live_pg.py).
+bash scripts/live-package.sh
+"$ETRADING" configs --json >"$work/active.json"
+PYTHONDONTWRITEBYTECODE=1 .venv/bin/python tests/python/check_live_pg.py active "$promoter_url" \
+  "$work/active.json" rsi_ema data/sample
+owner_sql() {
+  PGPASSWORD="$password" "$bin/psql" -qtA -h 127.0.0.1 -p "$port" -U etrading -d postgres -c "$1"
+}
+owner_sql "INSERT INTO etrading_migrations (version, name, sha256) VALUES (999, 'from a newer etrading', 'x')"
+PYTHONDONTWRITEBYTECODE=1 .venv/bin/python tests/python/check_live_pg.py newer "$promoter_url" rsi_ema
+owner_sql "DELETE FROM etrading_migrations WHERE version = 999"
+
 # Connection errors: one line, no password.
 closed=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 expect_fail "server unreachable" "$ETRADING" configs --pg "postgresql://etrading:$password@127.0.0.1:$closed/postgres"
