@@ -33,7 +33,7 @@ from pathlib import Path
 import backtrader as bt
 
 from ._engine import LiveError, load_bars
-from .backtrader import ConfigRefused, EtradingStrategy, check_config, unsupported
+from .backtrader import ConfigRefused, EtradingStrategy, check_config, engine_of, unsupported
 
 # Relative tolerance for fill prices: both engines multiply the same f64 prices by the same
 # slippage factor, so only rounding separates them.
@@ -158,7 +158,7 @@ def replay_bars(report: dict, data: list[str]) -> dict[str, dict]:
     return out
 
 
-def run_backtrader(config: dict, params: dict, bars: dict[str, dict], settings: dict,
+def run_backtrader(config: dict, bars: dict[str, dict], settings: dict,
                    initial_capital: float) -> tuple[dict[str, list[dict]], EtradingStrategy]:
     """Runs EtradingStrategy on Backtrader's broker; the trades per symbol from its fills."""
     execution = settings["execution"]
@@ -171,7 +171,7 @@ def run_backtrader(config: dict, params: dict, bars: dict[str, dict], settings: 
                                  stocklike=True)
     cerebro.broker.set_slippage_perc(execution["slippage_rate"], slip_open=True,
                                      slip_limit=True, slip_match=True, slip_out=True)
-    cerebro.addstrategy(EtradingStrategy, config=dict(config, params=params))
+    cerebro.addstrategy(EtradingStrategy, config=config)
     strat = cerebro.run()[0]
     trades: dict[str, list[dict]] = {s: [] for s in bars}
     held: dict[str, float] = {s: 0.0 for s in bars}
@@ -298,8 +298,13 @@ def run(source: str, strategy_id: str, data: list[str], etrading: str,
         print(f"note: the data replayed (hash {prov['data_hash'][:12]}) is not the data the "
               f"config was selected on ({config['data_hash'][:12]})", file=sys.stderr)
     bars = replay_bars(report, data)
-    settings = check_config(dict(config, params=params))
-    theirs, _ = run_backtrader(config, params, bars, settings, prov["initial_capital"])
+    # At leverage 1 the row's resolved columns describe other params: the replayed config is
+    # the spec and the replayed params alone, checked again by the adapter.
+    replayed = config if params == config["params"] else {
+        k: v for k, v in dict(config, params=params).items()
+        if k not in ("resolved", "symbol_leverage")}
+    settings = json.loads(engine_of(replayed).settings)
+    theirs, _ = run_backtrader(replayed, bars, settings, prov["initial_capital"])
     return compare(report, theirs, bars), report, theirs
 
 

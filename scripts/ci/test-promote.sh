@@ -191,6 +191,22 @@ bash scripts/live-package.sh
 "$ETRADING" configs --json >"$work/active.json"
 PYTHONDONTWRITEBYTECODE=1 .venv/bin/python tests/python/check_live_pg.py active "$promoter_url" \
   "$work/active.json" rsi_ema data/sample
+# The live-parity check on the promoted config, read from PostgreSQL: refused at its leverage 2
+# (Backtrader models no margin), run at leverage 1, every trade agrees; funding is named.
+replay=(env PYTHONDONTWRITEBYTECODE=1 .venv/bin/python -m etrading_live.replay --config "$promoter_url"
+  --strategy rsi_ema --data data/sample --etrading "$ETRADING")
+expect_exit() {
+  local want=$1; shift
+  local rc=0
+  "$@" >"$work/replay.out" 2>&1 || rc=$?
+  [ "$rc" -eq "$want" ] || fail "replay exited $rc, expected $want: $(cat "$work/replay.out")"
+  if grep -qF -- "$promoter_password" "$work/replay.out"; then fail "password printed"; fi
+}
+expect_exit 2 "${replay[@]}"
+grep -q "pass --at-leverage-1" "$work/replay.out" || fail "replay at leverage 2: $(cat "$work/replay.out")"
+expect_exit 0 "${replay[@]}" --at-leverage-1
+grep -q "^OK: every trade agrees" "$work/replay.out" || fail "replay: $(cat "$work/replay.out")"
+grep -q "^differs by design: funding" "$work/replay.out" || fail "replay: $(cat "$work/replay.out")"
 owner_sql() {
   PGPASSWORD="$password" "$bin/psql" -qtA -h 127.0.0.1 -p "$port" -U etrading -d postgres -c "$1"
 }
