@@ -412,7 +412,7 @@ pub fn run(args: &BacktestArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         ("fees paid (USDT)", usd(m.fees_paid)),
         ("funding paid (USDT)", usd(m.funding_paid)),
         ("liquidations", m.liquidations.to_string()),
-        ("entries skipped (margin)", m.skipped_entries.to_string()),
+        ("entries skipped", m.skipped_entries.to_string()),
     ];
     for (k, v) in rows {
         writeln!(out, "{k:<26}{v:>14}")?;

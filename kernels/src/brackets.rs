@@ -2,8 +2,9 @@
 //! BTCUSDT, ETHUSDT, XRPUSDT and LTCUSDT, and an override from a JSON file in the format of
 //! Binance's `GET /fapi/v1/leverageBracket` response. See docs/SEMANTICS.md §2.4.
 //!
-//! `maintenance margin = notional x MMR - cum`, where the bracket is the one whose
-//! `[floor, cap)` holds the position's notional, and `cum_n = floor_n x (MMR_n - MMR_{n-1}) +
+//! `maintenance margin = notional x MMR - cum`, where the bracket is the first whose
+//! `(floor, cap]` holds the position's notional (`for_notional`: a notional equal to a cap is
+//! in the lower tier, as Binance's `notionalCap` is inclusive), and `cum_n = floor_n x (MMR_n - MMR_{n-1}) +
 //! cum_{n-1}`. The bundled tables are the 2026-03-05 export of the leverageBracket endpoint
 //! (../shared/research/binance-futures.md §1); Binance changes tiers over time, and a backtest
 //! uses one table for its whole span.

@@ -437,11 +437,32 @@ fn stop_and_take_profit_in_the_same_bar_fill_the_stop() {
     assert_eq!(r.trades[0].exit_reason, ExitReason::StopLoss);
     check("pnl", r.trades[0].pnl, -50.0);
     check("mae", r.trades[0].mae, -0.05);
-    // Only the take-profit in reach (low 99): exit at 110, PnL 100.
+    // Only the take-profit in reach (low 99): exit at 110, PnL 100. The exit bar counts only
+    // up to the exit (§2.10), which is its exit price: MAE 0 (the bar's low 99 is not seen,
+    // as a stop's exit bar does not see its high), MFE (110 - 100) / 100 = 0.1.
     b.low[1] = 99.0;
     let r = run(&[b.clone()], &p);
     assert_eq!(r.trades[0].exit_reason, ExitReason::TakeProfit);
     check("pnl", r.trades[0].pnl, 100.0);
+    check("tp mae", r.trades[0].mae, 0.0);
+    check("tp mfe", r.trades[0].mfe, 0.10);
+    // A gap above the take-profit: bar 1 opens at 112 and later trades down to 94, through
+    // the stop. The open comes first: the take-profit fills at the open 112 (§2.7 0), PnL
+    // 10 * (112 - 100) = 120; before this rule the stop filled (PnL -50).
+    let mut g = b.clone();
+    (g.open[1], g.high[1], g.low[1]) = (112.0, 113.0, 94.0);
+    let r = run(&[g.clone()], &p);
+    assert_eq!(r.trades[0].exit_reason, ExitReason::TakeProfit);
+    check("tp gap exit", r.trades[0].exit_price, 112.0);
+    check("tp gap pnl", r.trades[0].pnl, 120.0);
+    // The same for a short: entry 100, take-profit 90, stop 105; bar 1 opens at 88 and then
+    // trades up to 106: the take-profit fills at 88, PnL 10 * (100 - 88) = 120.
+    let mut sh = g;
+    (sh.le[0], sh.se[0]) = (false, true);
+    (sh.open[1], sh.high[1], sh.low[1]) = (88.0, 106.0, 87.0);
+    let r = run(&[sh], &p);
+    assert_eq!(r.trades[0].exit_reason, ExitReason::TakeProfit);
+    check("short tp gap pnl", r.trades[0].pnl, 120.0);
     // A gap below the stop: bar 1 opens at 90, the stop fills at the open: PnL -100.
     b.open[1] = 90.0;
     b.low[1] = 89.0;
@@ -531,4 +552,27 @@ fn leverage_is_capped_by_the_bracket_of_the_notional() {
     let r = run(&[b], &p);
     check("leverage", r.trades[0].leverage, 4.0);
     check("notional", r.trades[0].notional, 20_000_000.0);
+}
+
+#[test]
+fn entries_refused_by_the_position_cap_are_counted_as_skipped() {
+    // Two symbols signal a long at the close of bar 0 under max_concurrent_positions = 1:
+    // BTC (first in symbol order) opens, ETH is refused (§2.3) and counted as skipped. At
+    // bar 1 ETH signals again while BTC is still open: refused again, 2 skipped in all.
+    let bars = [
+        (100.0, 100.0, 100.0, 100.0),
+        (100.0, 100.0, 100.0, 100.0),
+        (100.0, 100.0, 100.0, 100.0),
+    ];
+    let mut btc = sym("BTCUSDT", &bars);
+    let mut eth = sym("ETHUSDT", &bars);
+    btc.le[0] = true;
+    eth.le[0] = true;
+    eth.le[1] = true;
+    let mut p = params(1.0, 0.1, MarginMode::Cross, Fill::Close);
+    p.max_concurrent_positions = 1;
+    let r = run(&[btc, eth], &p);
+    assert_eq!(r.trades.len(), 1);
+    assert_eq!(r.trades[0].symbol, 0);
+    assert_eq!(r.skipped_entries, 2);
 }

@@ -164,6 +164,7 @@ fn close(s: u32, raw_price: real, reason: u32) {
 // §2.3-2.4: opens a position at the open or close of bar `t` if a slot and free margin allow.
 fn open(s: u32, t: u32, side: real, at_close: bool) {
     if (open_count() >= p.max_concurrent_positions) {
+        acc.skipped_entries += 1u;
         return;
     }
     var upnl_sum: real = 0.0;
@@ -360,6 +361,26 @@ fn cross_liquidation(t: u32) -> bool {
 
 // §2.7: stops, liquidation and take-profits inside bar `t`.
 fn intrabar(t: u32) {
+    if (open_count() == 0u) {
+        return;
+    }
+    // A bar that opens beyond a take-profit fills it at that open, before anything else (§2.7 0).
+    for (var s = 0u; s < N_SYMBOLS; s += 1u) {
+        if (!pos[s].is_open || !pos[s].has_take_profit) {
+            continue;
+        }
+        let open_before = pos[s].entry_bar < t || FILL_CLOSE;
+        let o = bar_value(COL_OPEN, s, t);
+        var beyond: bool;
+        if (pos[s].side > 0.0) {
+            beyond = o > pos[s].tp_price;
+        } else {
+            beyond = o < pos[s].tp_price;
+        }
+        if (open_before && beyond) {
+            stop_out(s, t, pos[s].tp_price, EXIT_TAKE_PROFIT);
+        }
+    }
     if (open_count() == 0u) {
         return;
     }

@@ -1611,6 +1611,24 @@ impl<'c, 's> LaneView<'c, 's> {
         if self.pos[..ns].iter().all(Option::is_none) {
             return;
         }
+        for (s, sym) in syms.iter().enumerate() {
+            let Some(pos) = self.pos[s].as_ref() else {
+                continue;
+            };
+            let Some(tp) = pos.tp_price else { continue };
+            let open_before = pos.entry_bar < t || shared.fill == FillPrice::Close;
+            let o = sym.open[t];
+            let beyond = match pos.side {
+                Side::Long => o > tp,
+                Side::Short => o < tp,
+            };
+            if open_before && beyond {
+                self.stop_out(s, t, tp, ExitReason::TakeProfit, acc, log.as_deref_mut());
+            }
+        }
+        if self.pos[..ns].iter().all(Option::is_none) {
+            return;
+        }
         let mut liq_price = [f64::NAN; MAX_SYMBOLS];
         for (s, lp) in liq_price.iter_mut().enumerate().take(ns) {
             *lp = match (&self.pos[s], shared.margin_mode) {
@@ -1674,7 +1692,6 @@ impl<'c, 's> LaneView<'c, 's> {
             });
             if tp_hit {
                 let tp = pos.tp_price.unwrap_or(f64::NAN);
-                pos.see(sym.low[t], sym.high[t]);
                 self.stop_out(s, t, tp, ExitReason::TakeProfit, acc, log.as_deref_mut());
             } else {
                 pos.see(sym.low[t], sym.high[t]);
@@ -1707,9 +1724,7 @@ impl<'c, 's> LaneView<'c, 's> {
                 _ => o > trigger,
             };
         let px = if gapped { o } else { trigger };
-        if reason == ExitReason::StopLoss {
-            pos.see(px, px);
-        }
+        pos.see(px, px);
         self.close(s, t, px, reason, acc, log);
     }
 

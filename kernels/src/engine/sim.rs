@@ -256,6 +256,7 @@ impl State<'_> {
         let p = self.p;
         let sym = &self.input.symbols[s];
         if self.pos.iter().filter(|x| x.is_some()).count() >= p.max_concurrent_positions {
+            self.skipped_entries += 1;
             return;
         }
         let mut upnl = 0.0;
@@ -380,6 +381,26 @@ impl State<'_> {
         if self.pos.iter().all(Option::is_none) {
             return;
         }
+        // A bar that opens beyond a take-profit fills it at that open, before anything else
+        // in the bar (§2.7 0): the open is the first price of the bar's path.
+        for s in 0..syms.len() {
+            let Some(pos) = self.pos[s].as_ref() else {
+                continue;
+            };
+            let Some(tp) = pos.tp_price else { continue };
+            let open_before = pos.entry_bar < t || self.p.fill == Fill::Close;
+            let o = syms[s].market.open[t];
+            let beyond = match pos.side {
+                Side::Long => o > tp,
+                Side::Short => o < tp,
+            };
+            if open_before && beyond {
+                self.stop_out(s, t, tp, ExitReason::TakeProfit);
+            }
+        }
+        if self.pos.iter().all(Option::is_none) {
+            return;
+        }
         let mark = |v: f64, fallback: f64| if v.is_finite() { v } else { fallback };
         // Reference marks at the open, for cross liquidation prices.
         let ref_mark: Vec<f64> = syms
@@ -453,7 +474,6 @@ impl State<'_> {
             });
             if tp_hit {
                 let tp = pos.tp_price.unwrap_or(f64::NAN);
-                pos.see(sym.market.low[t], sym.market.high[t]);
                 self.stop_out(s, t, tp, ExitReason::TakeProfit);
             } else {
                 pos.see(sym.market.low[t], sym.market.high[t]);
@@ -478,9 +498,8 @@ impl State<'_> {
                 _ => o > trigger,
             };
         let px = if gapped { o } else { trigger };
-        if reason == ExitReason::StopLoss {
-            pos.see(px, px);
-        }
+        // MAE / MFE on an exit bar: only up to the exit (§2.10), the exit price itself.
+        pos.see(px, px);
         self.close(s, t, px, reason);
     }
 
