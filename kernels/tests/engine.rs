@@ -576,3 +576,64 @@ fn entries_refused_by_the_position_cap_are_counted_as_skipped() {
     assert_eq!(r.trades[0].symbol, 0);
     assert_eq!(r.skipped_entries, 2);
 }
+
+#[test]
+fn an_isolated_gap_through_stop_and_liquidation_loses_the_margin_only() {
+    // 10x long at 100, isolated: margin 1,000, qty 100, LP = 9,000 / 99.6 = 90.3614...; a 5%
+    // stop (95) lies before LP. Bar 1 opens at 89, below both. A stop filled at that open
+    // would lose 100 * (89 - 100) = -1,100, more than the margin; the open is beyond the LP,
+    // so the position is liquidated there: exit at LP, net -1,000 (the margin), reason
+    // liquidation, and the liquidation filter sees it.
+    let mut b = sym(
+        "BTCUSDT",
+        &[
+            (100.0, 100.0, 100.0, 100.0),
+            (89.0, 90.0, 88.0, 89.0),
+            (89.0, 89.0, 89.0, 89.0),
+        ],
+    );
+    b.le[0] = true;
+    let mut p = params(10.0, 0.1, MarginMode::Isolated, Fill::Close);
+    p.stop_loss = Some(0.05);
+    let r = run(&[b.clone()], &p);
+    let t = &r.trades[0];
+    assert_eq!((t.exit_reason, t.exit_bar), (ExitReason::Liquidation, 1));
+    check("exit price", t.exit_price, 9_000.0 / 99.6);
+    check("net", t.pnl, -1_000.0);
+    check("final equity", r.metrics.final_equity, 9_000.0);
+    // In cross margin the same gap fills the stop at the open (the account is the collateral;
+    // equity 10,000 - 1,100 stays far above maintenance): PnL -1,100.
+    let r = run(&[b], &params_with_stop(MarginMode::Cross, 0.05));
+    assert_eq!(r.trades[0].exit_reason, ExitReason::StopLoss);
+    check("cross gap pnl", r.trades[0].pnl, -1_100.0);
+}
+
+fn params_with_stop(mode: MarginMode, stop: f64) -> SimParams {
+    let mut p = params(10.0, 0.1, mode, Fill::Close);
+    p.stop_loss = Some(stop);
+    p
+}
+
+#[test]
+fn an_isolated_stop_beyond_the_liquidation_price_reached_by_last_price_only_is_a_liquidation() {
+    // 10x long at 100, isolated, LP 90.3614...; a 12% stop (88) lies beyond LP. Bar 1's last
+    // price falls to 87 but its mark price only to 91, above LP: no liquidation by mark, yet
+    // the stop is reached. Filled at 88 it would lose 100 * (88 - 100) = -1,200, more than
+    // the margin: the loss stops at the margin, as a liquidation at LP (net -1,000).
+    let mut b = sym(
+        "BTCUSDT",
+        &[
+            (100.0, 100.0, 100.0, 100.0),
+            (100.0, 100.0, 87.0, 95.0),
+            (95.0, 95.0, 95.0, 95.0),
+        ],
+    );
+    b.mark_open[1] = 100.0;
+    b.mark_high[1] = 100.0;
+    b.mark_low[1] = 91.0;
+    b.le[0] = true;
+    let r = run(&[b], &params_with_stop(MarginMode::Isolated, 0.12));
+    let t = &r.trades[0];
+    assert_eq!((t.exit_reason, t.exit_bar), (ExitReason::Liquidation, 1));
+    check("net", t.pnl, -1_000.0);
+}

@@ -394,6 +394,26 @@ fn intrabar(t: u32) {
             }
         }
     }
+    // An isolated position whose bar opens at or beyond its liquidation price is liquidated
+    // at the open, before a stop could fill beyond it (§2.5, §2.7 0).
+    if (!CROSS_MARGIN) {
+        for (var s = 0u; s < N_SYMBOLS; s += 1u) {
+            if (!pos[s].is_open) {
+                continue;
+            }
+            let lp = liq_price[s];
+            let o = bar_value(COL_MARK_OPEN, s, t);
+            var beyond: bool;
+            if (pos[s].side > 0.0) {
+                beyond = lp > 0.0 && o <= lp;
+            } else {
+                beyond = o >= lp;
+            }
+            if (beyond) {
+                liquidate_isolated(s, lp);
+            }
+        }
+    }
     // Stops that lie before the liquidation price fill first (§2.7 a).
     var stop_hit: array<bool, N_SYMBOLS>;
     for (var s = 0u; s < N_SYMBOLS; s += 1u) {
@@ -449,7 +469,13 @@ fn intrabar(t: u32) {
             continue;
         }
         if (stop_hit[s]) {
-            stop_out(s, t, pos[s].stop_price, EXIT_STOP);
+            // A stop beyond the liquidation price reached by the last price only: in isolated
+            // margin the loss stops at the margin, as a liquidation (§2.7 c).
+            if (CROSS_MARGIN) {
+                stop_out(s, t, pos[s].stop_price, EXIT_STOP);
+            } else {
+                liquidate_isolated(s, liq_price[s]);
+            }
             continue;
         }
         if (pos[s].has_take_profit) {

@@ -1637,6 +1637,21 @@ impl<'c, 's> LaneView<'c, 's> {
                 (None, _) => f64::NAN,
             };
         }
+        if shared.margin_mode == MarginMode::Isolated {
+            for (s, &lp) in liq_price.iter().enumerate().take(ns) {
+                let Some(pos) = self.pos[s].as_ref() else {
+                    continue;
+                };
+                let o = shared.mark_open[s][t];
+                let beyond = match pos.side {
+                    Side::Long => lp > 0.0 && o <= lp,
+                    Side::Short => o >= lp,
+                };
+                if beyond {
+                    self.liquidate_isolated(s, t, lp, acc, log.as_deref_mut());
+                }
+            }
+        }
         let mut stop_hit = [false; MAX_SYMBOLS];
         for (s, sym) in syms.iter().enumerate() {
             let Some(pos) = self.pos[s].as_ref() else {
@@ -1682,8 +1697,12 @@ impl<'c, 's> LaneView<'c, 's> {
                 continue;
             };
             if stop_hit[s] {
-                let sp = pos.stop_price.unwrap_or(f64::NAN);
-                self.stop_out(s, t, sp, ExitReason::StopLoss, acc, log.as_deref_mut());
+                if shared.margin_mode == MarginMode::Isolated {
+                    self.liquidate_isolated(s, t, liq_price[s], acc, log.as_deref_mut());
+                } else {
+                    let sp = pos.stop_price.unwrap_or(f64::NAN);
+                    self.stop_out(s, t, sp, ExitReason::StopLoss, acc, log.as_deref_mut());
+                }
                 continue;
             }
             let tp_hit = pos.tp_price.is_some_and(|tp| match pos.side {

@@ -414,6 +414,25 @@ impl State<'_> {
                 (None, _) => f64::NAN,
             })
             .collect();
+        // An isolated position whose bar opens at or beyond its liquidation price (mark open,
+        // else open) is liquidated at the open, before a stop could fill beyond it: an
+        // isolated loss is its margin at most (§2.5, §2.7 0).
+        if self.p.margin_mode == MarginMode::Isolated {
+            for (s, sym) in syms.iter().enumerate() {
+                let Some(pos) = self.pos[s].as_ref() else {
+                    continue;
+                };
+                let lp = liq_price[s];
+                let o = mark(sym.market.mark_open[t], sym.market.open[t]);
+                let beyond = match pos.side {
+                    Side::Long => lp > 0.0 && o <= lp,
+                    Side::Short => o >= lp,
+                };
+                if beyond {
+                    self.liquidate_isolated(s, t, lp);
+                }
+            }
+        }
         // Stops that lie before the liquidation price fill first (§2.7 a).
         let mut stop_hit = vec![false; syms.len()];
         for (s, sym) in syms.iter().enumerate() {
@@ -464,8 +483,14 @@ impl State<'_> {
                 continue;
             };
             if stop_hit[s] {
-                let sp = pos.stop_price.unwrap_or(f64::NAN);
-                self.stop_out(s, t, sp, ExitReason::StopLoss);
+                // A stop beyond the liquidation price, reached by the last price only: in
+                // isolated margin the loss stops at the margin, as a liquidation (§2.7 c).
+                if self.p.margin_mode == MarginMode::Isolated {
+                    self.liquidate_isolated(s, t, liq_price[s]);
+                } else {
+                    let sp = pos.stop_price.unwrap_or(f64::NAN);
+                    self.stop_out(s, t, sp, ExitReason::StopLoss);
+                }
                 continue;
             }
             let tp_hit = pos.tp_price.is_some_and(|tp| match pos.side {
