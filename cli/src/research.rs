@@ -13,8 +13,9 @@ use clap::{Args, ValueEnum};
 use etrading_data::Panel;
 use etrading_kernels::batch::{Backend, BatchInput, Precision, WindowPlan, lanes::SimdLevel};
 use etrading_kernels::brackets::BracketTable;
-use etrading_kernels::engine::{FundingAt, Metrics};
-use etrading_kernels::reference::Market;
+use etrading_kernels::engine::{self, FundingAt, Metrics};
+use etrading_kernels::reference::{self, Market};
+use etrading_kernels::search::overfit;
 use etrading_kernels::spec::{ParamSet, Spec, WalkForwardMode, WalkForwardSpec, parse_duration_ms};
 
 use crate::backtest_cmd::{bracket_tables, funding_of, load_for_spec, market, read_spec_and_text};
@@ -357,6 +358,52 @@ impl Research {
             initial_capital: self.capital,
             windows: &self.windows,
         }
+    }
+
+    /// The Deflated Sharpe Ratio of `set` chosen as the best of `trials` trials whose
+    /// per-bar Sharpe ratios have variance `variance`: the set is run again by the reference
+    /// engine for its per-bar returns (their skewness and kurtosis enter the statistic).
+    pub fn deflated_sharpe(
+        &self,
+        set: &ParamSet,
+        trials: u64,
+        variance: f64,
+    ) -> anyhow::Result<overfit::Deflated> {
+        let resolved = self
+            .spec
+            .resolve(set)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", self.spec.file))?;
+        let bt = reference::run(
+            &self.spec,
+            &resolved,
+            &self.market(),
+            &self.brackets,
+            self.capital,
+        )
+        .context("running the backtest for the deflated Sharpe ratio")?;
+        let mut prev = self.capital;
+        let mut returns = Vec::with_capacity(bt.result.equity.len());
+        for &e in &bt.result.equity {
+            if prev > 0.0 {
+                returns.push(e / prev - 1.0);
+            }
+            prev = e;
+        }
+        let m = overfit::moments(&returns)
+            .ok_or_else(|| anyhow::anyhow!("the run has no varying per-bar returns"))?;
+        Ok(overfit::deflated_sharpe(&m, trials, variance)?)
+    }
+
+    /// Bars per year of the full run (its bar count over its time span), as the engine
+    /// annualises the Sharpe ratio (`engine::MetricsAcc::finish`).
+    pub fn bars_per_year(&self) -> f64 {
+        let span = engine::span_ms(&self.panel.open_time, self.panel.interval.ms());
+        self.panel.n_bars() as f64 / (span as f64 / (365.25 * 86_400_000.0))
+    }
+
+    /// A full run's annualised Sharpe ratio, per bar (for the variance across trials).
+    pub fn sharpe_per_bar(&self, annualised: f64) -> f64 {
+        overfit::per_observation(annualised, self.bars_per_year())
     }
 
     /// Bars x symbols.

@@ -44,7 +44,7 @@ use etrading_db::study;
 use etrading_kernels::batch;
 use etrading_kernels::engine::Metrics;
 use etrading_kernels::parity::metric_fields;
-use etrading_kernels::search::score_trial;
+use etrading_kernels::search::{overfit, score_trial};
 use etrading_kernels::spec::{Distribution, ParamSet, ParamValue};
 use etrading_reports::csv_scan::scan_csv;
 use etrading_reports::table::{
@@ -99,6 +99,8 @@ struct Ranked {
     score: f64,
     set: ParamSet,
     full: Metrics,
+    /// Its Deflated Sharpe Ratio as the best of the sweep's trials (filled once ranked).
+    dsr: Option<f64>,
 }
 
 const BATCH_CAP: usize = 16_384;
@@ -110,14 +112,20 @@ struct Stored {
     sets: BTreeSet<u64>,
     /// The objective of each ranked one.
     ranked: BTreeMap<u64, f64>,
+    /// The full run's annualised Sharpe ratio of each (finite ones), for the deflated Sharpe
+    /// ratio of a resumed sweep.
+    sharpe: BTreeMap<u64, f64>,
 }
 
 impl Stored {
-    fn insert(&mut self, grid_index: u64, objective: Option<f64>) {
-        if self.sets.insert(grid_index)
-            && let Some(v) = objective.filter(|v| !v.is_nan())
-        {
-            self.ranked.insert(grid_index, v);
+    fn insert(&mut self, grid_index: u64, objective: Option<f64>, sharpe: Option<f64>) {
+        if self.sets.insert(grid_index) {
+            if let Some(v) = objective.filter(|v| !v.is_nan()) {
+                self.ranked.insert(grid_index, v);
+            }
+            if let Some(v) = sharpe.filter(|v| v.is_finite()) {
+                self.sharpe.insert(grid_index, v);
+            }
         }
     }
 }
@@ -271,6 +279,16 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let input = research.input(&market);
     let nw = windows.len();
     let mut top: Vec<Ranked> = Vec::new();
+    // Every set's annualised full-run Sharpe ratio (discarded ones too; a resumed sweep's
+    // earlier sets from its stores): their variance deflates the best
+    // (kernels::search::overfit).
+    let mut trial_sharpes: BTreeMap<u64, f64> = in_out
+        .sharpe
+        .iter()
+        .chain(&in_study.sharpe)
+        .filter(|(i, _)| done.contains(i))
+        .map(|(&i, &v)| (i, v))
+        .collect();
     let mut ranked_count = 0u64;
     let mut discarded: HashMap<&'static str, u64> = HashMap::new();
     let finished = AtomicU64::new(0);
@@ -340,6 +358,9 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                 let metrics = &rows[k * nw..(k + 1) * nw];
                 let leverage = spec.leverage_used(set);
                 let score = score_trial(&spec.objective, &research.windows, metrics, leverage);
+                if metrics[0].sharpe.is_finite() {
+                    trial_sharpes.insert(grid_index, metrics[0].sharpe);
+                }
                 if writer.is_some() && !in_out.sets.contains(&grid_index) {
                     push_row(&mut rows_out, grid_index, set, &score.value, metrics)?;
                 }
@@ -354,6 +375,7 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                                 score: value,
                                 set: set.clone(),
                                 full: metrics[0],
+                                dsr: None,
                             },
                         );
                     }
@@ -396,10 +418,37 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                     score,
                     set: set.clone(),
                     full: rows[k * nw],
+                    dsr: None,
                 },
             );
         }
     }
+    // The deflated Sharpe ratio of each ranked set as the best of every set tried.
+    let trials = done.len() as u64 + computed;
+    let sharpe_variance =
+        overfit::variance(trial_sharpes.values().map(|&s| research.sharpe_per_bar(s)));
+    let mut expected_max = None;
+    if let Some(variance) = sharpe_variance {
+        for r in &mut top {
+            match research.deflated_sharpe(&r.set, trials, variance) {
+                Ok(d) => {
+                    r.dsr = Some(d.dsr);
+                    expected_max = Some(d.expected_max);
+                }
+                Err(e) => pb.suspend(|| {
+                    eprintln!(
+                        "note: no deflated Sharpe ratio for grid point {}: {e:#}",
+                        r.grid_index
+                    )
+                }),
+            }
+        }
+    }
+    let deflation = DeflationNote {
+        trials,
+        variance_sets: trial_sharpes.len() as u64,
+        expected_max_annualised: expected_max.map(|e| e * research.bars_per_year().sqrt()),
+    };
     let remaining = todo.len() as u64 - computed;
     let rate = computed as f64 / elapsed.max(1e-9);
     if args.json {
@@ -411,6 +460,7 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                     "objective": r.score,
                     "params": names.iter().zip(&r.set.values).map(|(n, v)| (n.clone(), value_json(v))).collect::<serde_json::Map<_, _>>(),
                     "full": metric_fields(&r.full).iter().map(|(n, v)| (n.to_string(), num(*v))).collect::<serde_json::Map<_, _>>(),
+                    "dsr": r.dsr.map(num),
                 })
             })
             .collect();
@@ -438,6 +488,11 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                 "per_set_bytes": memory.per_set_bytes,
                 "batch_sets": batch_sets,
             },
+            "deflated_sharpe": {
+                "trials": deflation.trials,
+                "variance_sets": deflation.variance_sets,
+                "expected_max_sharpe": deflation.expected_max_annualised.map(num),
+            },
             "top": top_json,
         });
         writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
@@ -461,6 +516,9 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             }
         )?;
         print_top(out, &top, &names, spec.objective.name.name())?;
+        if !top.is_empty() {
+            deflation.print(out)?;
+        }
     }
     if remaining > 0 {
         bail!(
@@ -544,7 +602,12 @@ fn open_study(
                     study::TrialState::Complete => trial.value(),
                     _ => None,
                 };
-                stored.insert(i, value);
+                let sharpe = trial.user_attrs.iter().find_map(|(k, v)| match v {
+                    study::JsonValue::Float(x) if k == "sharpe" => Some(*x),
+                    study::JsonValue::Int(x) if k == "sharpe" => Some(*x as f64),
+                    _ => None,
+                });
+                stored.insert(i, value, sharpe);
             }
         }
     }
@@ -595,8 +658,8 @@ fn print_top(
     }
     writeln!(
         out,
-        " {:>10} {:>8} {:>7} {:>7} {:>6}",
-        "return", "max_dd", "sharpe", "trades", "win"
+        " {:>10} {:>8} {:>7} {:>7} {:>6} {:>6}",
+        "return", "max_dd", "sharpe", "trades", "win", "dsr"
     )?;
     for (i, r) in top.iter().enumerate() {
         write!(out, "{:>4} {:>12.4}", i + 1, r.score)?;
@@ -605,15 +668,47 @@ fn print_top(
         }
         writeln!(
             out,
-            " {:>9.2}% {:>7.2}% {:>7.2} {:>7} {:>5.1}%",
+            " {:>9.2}% {:>7.2}% {:>7.2} {:>7} {:>5.1}% {:>6}",
             r.full.total_return * 100.0,
             r.full.max_drawdown * 100.0,
             r.full.sharpe,
             r.full.n_trades,
-            r.full.win_rate * 100.0
+            r.full.win_rate * 100.0,
+            r.dsr.map_or_else(|| "-".to_string(), |d| format!("{d:.3}"))
         )?;
     }
     Ok(())
+}
+
+/// What the ranked sets' deflated Sharpe ratios were deflated by.
+struct DeflationNote {
+    /// Sets tried (this run's and a resumed run's earlier ones).
+    trials: u64,
+    /// Sets whose Sharpe ratios gave the variance (those with a finite one).
+    variance_sets: u64,
+    /// SR0, the expected best Sharpe ratio of `trials` flukes, annualised.
+    expected_max_annualised: Option<f64>,
+}
+
+impl DeflationNote {
+    fn print(&self, out: &mut dyn Write) -> anyhow::Result<()> {
+        match self.expected_max_annualised {
+            Some(sr0) => writeln!(
+                out,
+                "dsr: deflated Sharpe ratio (Bailey & Lopez de Prado 2014), the probability that a \
+                 set's Sharpe ratio beats the best of {} trials of pure luck (expected best \
+                 Sharpe {sr0:.2}, from the spread of {} sets' Sharpe ratios); below 0.95 the \
+                 ranking may be selection bias",
+                self.trials, self.variance_sets
+            )?,
+            None => writeln!(
+                out,
+                "dsr: not computed ({} sets with a Sharpe ratio: too few for their spread)",
+                self.variance_sets
+            )?,
+        }
+        Ok(())
+    }
 }
 
 const ROW_METRICS: [&str; 9] = [
@@ -936,22 +1031,31 @@ fn open_parquet(
         .iter()
         .position(|f| f.name == "objective")
         .context("the sweep output has an objective column")?;
+    let sharpe = fields
+        .iter()
+        .position(|f| f.name == "full_sharpe")
+        .context("the sweep output has a full_sharpe column")?;
     for table in &tables {
         let file = table.path().display();
         for i in 0..table.row_groups() {
             let batch = table
                 .read_row_group(i)
                 .with_context(|| format!("reading the sweep stored in {file}"))?;
-            let (Column::Int64(indices), Column::Float64(objectives)) =
-                (&batch.columns()[0], &batch.columns()[objective])
-            else {
-                bail!("{file}: grid_index and objective are not Int64 and Float64 columns");
+            let (Column::Int64(indices), Column::Float64(objectives), Column::Float64(sharpes)) = (
+                &batch.columns()[0],
+                &batch.columns()[objective],
+                &batch.columns()[sharpe],
+            ) else {
+                bail!(
+                    "{file}: grid_index, objective and full_sharpe are not Int64, Float64 and \
+                     Float64 columns"
+                );
             };
-            for (index, value) in indices.iter().zip(objectives) {
+            for ((index, value), sharpe) in indices.iter().zip(objectives).zip(sharpes) {
                 let index = index.and_then(|i| u64::try_from(i).ok()).with_context(|| {
                     format!("{file}: row group {i}: a grid_index that is null or negative")
                 })?;
-                stored.insert(index, *value);
+                stored.insert(index, *value, *sharpe);
             }
         }
     }
@@ -1025,12 +1129,20 @@ fn open_output(
             .iter()
             .position(|f| f.name == "objective")
             .context("the sweep output has an objective column")?;
+        let sharpe = fields
+            .iter()
+            .position(|f| f.name == "full_sharpe")
+            .context("the sweep output has a full_sharpe column")?;
         let label = path.display().to_string();
         let scan = scan_csv(&label, BufReader::new(file), &fields, |row| {
             // Complete records hold an integer grid index and a float or empty objective.
             let number = |i: usize| std::str::from_utf8(&row[i]).ok();
             if let Some(index) = number(0).and_then(|t| t.parse::<u64>().ok()) {
-                stored.insert(index, number(objective).and_then(|t| t.parse().ok()));
+                stored.insert(
+                    index,
+                    number(objective).and_then(|t| t.parse().ok()),
+                    number(sharpe).and_then(|t| t.parse().ok()),
+                );
             }
         })
         .map_err(|e| match e {

@@ -361,8 +361,17 @@ fn sweep_ranks_a_grid_and_resumes_from_its_csv() {
     a.sort_unstable();
     b.sort_unstable();
     assert_eq!(a, b, "the resumed file holds the same rows");
-    // The same ranking either way.
+    // The same ranking either way, deflated Sharpe ratios included: a resumed sweep takes
+    // the earlier sets' Sharpe ratios from its output.
     assert_eq!(full["top"], resumed["top"]);
+    assert_eq!(full["deflated_sharpe"], resumed["deflated_sharpe"]);
+    assert_eq!(full["deflated_sharpe"]["trials"], 10);
+    for set in full["top"].as_array().unwrap() {
+        let dsr = set["dsr"]
+            .as_f64()
+            .expect("a deflated Sharpe ratio per ranked set");
+        assert!((0.0..=1.0).contains(&dsr), "dsr {dsr}");
+    }
     // Without --resume an existing output is never overwritten.
     let mut args = vec!["sweep", "examples/rsi_ema.toml", "--set", "ema_long=200"];
     args.extend(SMALL_GRID);

@@ -4,6 +4,7 @@
 //! with [`crate::batch::run`] and persists the trials.
 
 mod objective;
+pub mod overfit;
 mod sampler;
 mod space;
 mod tpe;
