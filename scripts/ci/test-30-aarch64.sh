@@ -85,7 +85,7 @@ if [ ! -x "$PYROOT/usr/bin/python3.11" ] || [ "$(cat "$PYROOT/.debs" 2>/dev/null
     $sudo apt-get update -qq
   fi
   step "apt-get download + dpkg -x of ${ARM_DEBS[*]} (arm64) into $PYROOT"
-  rm -rf "$PYROOT" "$ARM/debs"
+  rm -rf "$PYROOT" "$PYROOT.tmp" "$ARM/debs"
   mkdir -p "$ARM/debs" "$PYROOT.tmp"
   (cd "$ARM/debs" && apt-get download -qq -o APT::Sandbox::User=root "${ARM_DEBS[@]/%/:arm64}")
   for deb in "$ARM"/debs/*.deb; do dpkg -x "$deb" "$PYROOT.tmp"; done
