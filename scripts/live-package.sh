@@ -7,4 +7,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/venv.sh
 echo "live-package: maturin develop -m python/Cargo.toml" >&2
-VIRTUAL_ENV="$(pwd)/.venv" .venv/bin/maturin develop --quiet -m python/Cargo.toml
+VIRTUAL_ENV="$(pwd)/.venv" .venv/bin/maturin develop --quiet --locked -m python/Cargo.toml

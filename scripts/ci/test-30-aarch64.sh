@@ -8,7 +8,9 @@
 #    same machine, and both against the golden rows the x86-64 build produced with TA-Lib
 #    (kernels/tests/golden/).
 # 2. The live package etrading_live (python/): cross-built by maturin as an abi3 wheel for
-#    aarch64 (release; pyo3 needs no aarch64 interpreter for abi3), unpacked under
+#    aarch64 (a debug build, which shares the dependencies the kernels' aarch64 tests built:
+#    about 3 min where a release build takes 13; ETRADING_AARCH64_RELEASE=1 builds release,
+#    for a latency figure; pyo3 needs no aarch64 interpreter for abi3), unpacked under
 #    target/aarch64-live/site. An aarch64 CPython 3.11 is taken from Debian's arm64 packages
 #    without installing them (`dpkg --add-architecture arm64`, `apt-get download`, `dpkg -x`
 #    into target/aarch64-live/python3.11, glibc and its loader from the same arm64 libc6;
@@ -42,9 +44,7 @@ step_start=$SECONDS
 step() { echo "test-30: $* (at ${SECONDS}s)" >&2; }
 
 # The x86-64 side: .venv and the package in it (cheap when test-20 made them).
-bash scripts/venv.sh
-step "maturin develop -m python/Cargo.toml (x86-64 package into .venv)"
-VIRTUAL_ENV="$(pwd)/.venv" .venv/bin/maturin develop --quiet --locked -m python/Cargo.toml
+bash scripts/live-package.sh
 
 target_dir=$(cargo metadata --format-version 1 --no-deps --locked \
   | .venv/bin/python -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
@@ -52,9 +52,11 @@ ARM="$target_dir/aarch64-live"
 mkdir -p "$ARM"
 
 # The aarch64 package: an abi3 wheel (a zip), unpacked afresh.
-step "maturin build --release --target aarch64-unknown-linux-gnu -m python/Cargo.toml"
+profile=() build="debug"
+if [ "${ETRADING_AARCH64_RELEASE:-0}" = 1 ]; then profile=(--release) build="release"; fi
+step "maturin build ${profile[*]} --target aarch64-unknown-linux-gnu -m python/Cargo.toml"
 rm -rf "$ARM/wheels" "$ARM/site"
-.venv/bin/maturin build --quiet --locked --release --target aarch64-unknown-linux-gnu \
+.venv/bin/maturin build --quiet --locked "${profile[@]}" --target aarch64-unknown-linux-gnu \
   -m python/Cargo.toml --out "$ARM/wheels"
 wheels=("$ARM"/wheels/etrading_live-*-abi3-*aarch64*.whl)
 if [ ${#wheels[@]} -ne 1 ] || [ ! -f "${wheels[0]}" ]; then
@@ -114,5 +116,5 @@ echo "test-30: aarch64 and x86-64 packages identical, $(tail -n 1 "$ARM/dump-aar
 
 step "live_stream_dump.py --bench under qemu-aarch64"
 bench=$(py_arm tests/python/live_stream_dump.py --bench)
-echo "test-30: aarch64 release build UNDER QEMU-USER EMULATION (not a Raspberry Pi's speed): $bench"
+echo "test-30: aarch64 $build build UNDER QEMU-USER EMULATION (not a Raspberry Pi's speed): $bench"
 echo "test-30: the live package step took $((SECONDS - step_start))s" >&2
