@@ -383,13 +383,13 @@ impl State<'_> {
         }
         // A bar that opens beyond a take-profit fills it at that open, before anything else
         // in the bar (§2.7 0): the open is the first price of the bar's path.
-        for s in 0..syms.len() {
+        for (s, sym) in syms.iter().enumerate() {
             let Some(pos) = self.pos[s].as_ref() else {
                 continue;
             };
             let Some(tp) = pos.tp_price else { continue };
             let open_before = pos.entry_bar < t || self.p.fill == Fill::Close;
-            let o = syms[s].market.open[t];
+            let o = sym.market.open[t];
             let beyond = match pos.side {
                 Side::Long => o > tp,
                 Side::Short => o < tp,
