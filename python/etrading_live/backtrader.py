@@ -155,7 +155,7 @@ class EtradingStrategy(bt.Strategy):
         self.symbols = [d._name for d in self.datas]
         self.engine = self.p.engine or engine_of(config, self.symbols)
         # Entries fill in the spec's symbol order (§2.3), whatever order the feeds were added.
-        order = {s: i for i, s in enumerate(self.engine.symbols)}
+        order = {s: i for i, s in enumerate(engine_of(config).symbols)}
         self.by_spec_order = sorted(zip(self.datas, self.symbols), key=lambda d: order[d[1]])
         risk = settings["risk"]
         self.position_size = float(risk["position_size"])

@@ -178,3 +178,22 @@ def test_replay_with_stops_and_take_profits(backtest, etrading_bin, tmp_path, sy
     assert result.compared[symbol] >= 0.8 * len(reasons), (result.compared, result.differences)
     assert result.compared[symbol] < len(reasons) or not any(
         "entry bar" in d for d in result.differences)
+
+
+def test_entries_follow_the_spec_symbol_order_whatever_the_feed_order(backtest, etrading_bin,
+                                                                      tmp_path):
+    """Under a cap of one position, which symbol's entry wins a shared bar depends on the
+    order of entries (§2.3: the spec's symbol order); feeds added to Cerebro in the other
+    order must trade exactly the same."""
+    params = dict(fast_period=10, slow_period=50, leverage=1)
+    ours = backtest(EMA_CROSS, **params)
+    config = load_config(export(tmp_path, EMA_CROSS, params, ours), "xcheck_bt_ema_cross")
+    bars = replay.replay_bars(ours, [str(SAMPLE_DATA)])
+    settings = json.loads(replay.engine_of(config).settings)
+    capital = ours["provenance"]["initial_capital"]
+    in_order, _ = replay.run_backtrader(config, bars, settings, capital)
+    reversed_bars = dict(reversed(list(bars.items())))
+    assert list(reversed_bars) == ["ETHUSDT", "BTCUSDT"]
+    other_order, _ = replay.run_backtrader(config, reversed_bars, settings, capital)
+    assert in_order == other_order
+    assert replay.compare(ours, other_order, bars).ok
