@@ -19,7 +19,7 @@ use etrading_db::study::{
 use etrading_kernels::batch::{self, Backend, BatchError, BatchInput, WindowPlan};
 use etrading_kernels::engine::Metrics;
 use etrading_kernels::search::{
-    Discard, Observation, Sampler, SamplerKind, TpeConfig, metric_attributes, score_trial,
+    Discard, Observation, Sampler, SamplerKind, TpeConfig, metric_attributes, overfit, score_trial,
 };
 use etrading_kernels::spec::{ObjectiveName, ParamSet, ParamValue, Spec};
 
@@ -453,6 +453,57 @@ fn optimize(args: &OptimizeArgs, out: &mut Vec<u8>) -> anyhow::Result<()> {
     let study = file.load(&args.study)?;
     let best = study.best_trial();
     let trials_run = ran.iter().sum::<u64>();
+    // The best's deflated Sharpe ratio, as the best of every trial the study evaluated
+    // (complete and pruned; their stored Sharpe ratios give the variance).
+    let evaluated: Vec<_> = study
+        .trials
+        .iter()
+        .filter(|t| matches!(t.state, TrialState::Complete | TrialState::Pruned))
+        .collect();
+    let sharpes: Vec<f64> = evaluated
+        .iter()
+        .filter_map(|t| match t.user_attr("sharpe") {
+            Some(JsonValue::Float(x)) if x.is_finite() => Some(*x),
+            Some(JsonValue::Int(x)) => Some(*x as f64),
+            _ => None,
+        })
+        .collect();
+    let per_year = crate::research::bars_per_year(&panel);
+    let variance = overfit::variance(
+        sharpes
+            .iter()
+            .map(|&s| overfit::per_observation(s, per_year)),
+    );
+    // The best trial's params as a set of the spec's space (each param by name).
+    let best_set = best.and_then(|t| {
+        let values = spec
+            .params
+            .params
+            .iter()
+            .map(|p| {
+                t.params
+                    .iter()
+                    .find(|q| q.name == p.name)
+                    .map(|q| q.value.clone())
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(ParamSet { values })
+    });
+    let deflated = match (&best_set, variance) {
+        (Some(set), Some(variance)) => crate::research::deflated_sharpe(
+            &spec,
+            &market,
+            &tables,
+            args.capital,
+            set,
+            evaluated.len() as u64,
+            variance,
+        )
+        .map_err(|e| eprintln!("note: no deflated Sharpe ratio for the best trial: {e:#}"))
+        .ok(),
+        _ => None,
+    };
+    let bars_per_year_sqrt = per_year.sqrt();
     if args.json {
         let doc = json!({
             "schema": "etrading.optimize/1",
@@ -479,7 +530,13 @@ fn optimize(args: &OptimizeArgs, out: &mut Vec<u8>) -> anyhow::Result<()> {
                 "number": t.number,
                 "value": t.value(),
                 "params": t.params.iter().map(|p| (p.name.clone(), param_json(&p.value))).collect::<serde_json::Map<_, _>>(),
+                "dsr": deflated.map(|d| d.dsr),
             })),
+            "deflated_sharpe": {
+                "trials": evaluated.len(),
+                "variance_trials": sharpes.len(),
+                "expected_max_sharpe": deflated.map(|d| d.expected_max * bars_per_year_sqrt),
+            },
         });
         serde_json::to_writer(&mut *out, &doc)?;
         writeln!(out)?;
@@ -544,6 +601,20 @@ fn optimize(args: &OptimizeArgs, out: &mut Vec<u8>) -> anyhow::Result<()> {
                 .join(" ")
         )?,
         None => writeln!(out, "best     none (no complete trial)")?,
+    }
+    if let Some(d) = deflated {
+        writeln!(
+            out,
+            "dsr      {:.3}: deflated Sharpe ratio (Bailey & Lopez de Prado 2014), the probability \
+             that the best's Sharpe ratio {:.2} beats the best of {} trials of pure luck \
+             (expected best {:.2}, from {} trials' Sharpe ratios); below 0.95 the best may be \
+             selection bias",
+            d.dsr,
+            d.sharpe * bars_per_year_sqrt,
+            d.trials,
+            d.expected_max * bars_per_year_sqrt,
+            sharpes.len()
+        )?;
     }
     Ok(())
 }

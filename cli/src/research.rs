@@ -361,44 +361,27 @@ impl Research {
     }
 
     /// The Deflated Sharpe Ratio of `set` chosen as the best of `trials` trials whose
-    /// per-bar Sharpe ratios have variance `variance`: the set is run again by the reference
-    /// engine for its per-bar returns (their skewness and kurtosis enter the statistic).
+    /// per-bar Sharpe ratios have variance `variance` ([`deflated_sharpe`]).
     pub fn deflated_sharpe(
         &self,
         set: &ParamSet,
         trials: u64,
         variance: f64,
     ) -> anyhow::Result<overfit::Deflated> {
-        let resolved = self
-            .spec
-            .resolve(set)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", self.spec.file))?;
-        let bt = reference::run(
+        deflated_sharpe(
             &self.spec,
-            &resolved,
             &self.market(),
             &self.brackets,
             self.capital,
+            set,
+            trials,
+            variance,
         )
-        .context("running the backtest for the deflated Sharpe ratio")?;
-        let mut prev = self.capital;
-        let mut returns = Vec::with_capacity(bt.result.equity.len());
-        for &e in &bt.result.equity {
-            if prev > 0.0 {
-                returns.push(e / prev - 1.0);
-            }
-            prev = e;
-        }
-        let m = overfit::moments(&returns)
-            .ok_or_else(|| anyhow::anyhow!("the run has no varying per-bar returns"))?;
-        Ok(overfit::deflated_sharpe(&m, trials, variance)?)
     }
 
-    /// Bars per year of the full run (its bar count over its time span), as the engine
-    /// annualises the Sharpe ratio (`engine::MetricsAcc::finish`).
+    /// Bars per year of the full run ([`bars_per_year`]).
     pub fn bars_per_year(&self) -> f64 {
-        let span = engine::span_ms(&self.panel.open_time, self.panel.interval.ms());
-        self.panel.n_bars() as f64 / (span as f64 / (365.25 * 86_400_000.0))
+        bars_per_year(&self.panel)
     }
 
     /// A full run's annualised Sharpe ratio, per bar (for the variance across trials).
@@ -465,6 +448,43 @@ fn fixed_params(
         out.push((index, chosen));
     }
     Ok(out)
+}
+
+/// The Deflated Sharpe Ratio of `set` chosen as the best of `trials` trials whose per-bar
+/// Sharpe ratios have variance `variance`: the set is run again by the reference engine for
+/// its per-bar returns (their skewness and kurtosis enter the statistic).
+pub fn deflated_sharpe(
+    spec: &Spec,
+    market: &Market<'_>,
+    brackets: &[BracketTable],
+    capital: f64,
+    set: &ParamSet,
+    trials: u64,
+    variance: f64,
+) -> anyhow::Result<overfit::Deflated> {
+    let resolved = spec
+        .resolve(set)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", spec.file))?;
+    let bt = reference::run(spec, &resolved, market, brackets, capital)
+        .context("running the backtest for the deflated Sharpe ratio")?;
+    let mut prev = capital;
+    let mut returns = Vec::with_capacity(bt.result.equity.len());
+    for &e in &bt.result.equity {
+        if prev > 0.0 {
+            returns.push(e / prev - 1.0);
+        }
+        prev = e;
+    }
+    let m = overfit::moments(&returns)
+        .ok_or_else(|| anyhow::anyhow!("the run has no varying per-bar returns"))?;
+    Ok(overfit::deflated_sharpe(&m, trials, variance)?)
+}
+
+/// Bars per year of a full run on `panel` (its bar count over its time span), as the engine
+/// annualises the Sharpe ratio (`engine::MetricsAcc::finish`).
+pub fn bars_per_year(panel: &Panel) -> f64 {
+    let span = engine::span_ms(&panel.open_time, panel.interval.ms());
+    panel.n_bars() as f64 / (span as f64 / (365.25 * 86_400_000.0))
 }
 
 /// `MODE:WINDOWS:IS:OOS[:GAP]` or `none`.

@@ -1161,6 +1161,41 @@ fn optimize_stops_with_an_error_when_every_trial_fails() {
 }
 
 #[test]
+fn optimize_reports_the_deflated_sharpe_ratio_of_its_best() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = format!("sqlite:///{}", dir.path().join("s.db").display());
+    let flags = [
+        "--trials",
+        "24",
+        "--batch",
+        "8",
+        "--sampler",
+        "random",
+        "--json",
+    ];
+    let out = optimize(&storage, "dsr", &flags, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let evaluated = doc["complete"].as_u64().unwrap() + doc["pruned"].as_u64().unwrap();
+    assert!(doc["complete"].as_u64().unwrap() >= 2, "a weak case: {doc}");
+    assert_eq!(doc["deflated_sharpe"]["trials"], evaluated);
+    let dsr = doc["best"]["dsr"]
+        .as_f64()
+        .expect("the best's deflated Sharpe ratio");
+    assert!((0.0..=1.0).contains(&dsr), "dsr {dsr}");
+    assert!(
+        doc["deflated_sharpe"]["expected_max_sharpe"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    // The text summary says it too.
+    let text = optimize(&storage, "dsr", &["--trials", "24", "--resume"], &[]);
+    assert!(text.status.success(), "{}", stderr(&text));
+    assert!(stdout(&text).contains("dsr      "), "{}", stdout(&text));
+}
+
+#[test]
 fn optimize_resume_with_another_objective_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let storage = format!("sqlite:///{}", dir.path().join("s.db").display());
