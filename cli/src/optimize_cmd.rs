@@ -504,6 +504,25 @@ fn optimize(args: &OptimizeArgs, out: &mut Vec<u8>) -> anyhow::Result<()> {
         _ => None,
     };
     let bars_per_year_sqrt = per_year.sqrt();
+    // Stored with the study (user attribute `deflated_sharpe`), for `etrading study best`.
+    if let (Some(d), Some(t)) = (deflated, best) {
+        // Keys in sorted order, as the JSON writers here and Python's json.dumps with
+        // sort_keys give them.
+        let value = JsonValue::Object(vec![
+            ("dsr".to_string(), JsonValue::finite_or_null(d.dsr)),
+            (
+                "expected_max_sharpe".to_string(),
+                JsonValue::finite_or_null(d.expected_max * bars_per_year_sqrt),
+            ),
+            (
+                "sharpe".to_string(),
+                JsonValue::finite_or_null(d.sharpe * bars_per_year_sqrt),
+            ),
+            ("trial".to_string(), JsonValue::Int(t.number)),
+            ("trials".to_string(), JsonValue::Int(d.trials as i64)),
+        ]);
+        study::set_study_user_attr(&path, &args.study, DEFLATED_SHARPE_ATTR, &value)?;
+    }
     if args.json {
         let doc = json!({
             "schema": "etrading.optimize/1",
@@ -618,6 +637,10 @@ fn optimize(args: &OptimizeArgs, out: &mut Vec<u8>) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The study user attribute holding the best trial's deflated Sharpe ratio after a run:
+/// `{"trial", "dsr", "sharpe", "trials", "expected_max_sharpe"}` (Sharpe ratios annualised).
+pub const DEFLATED_SHARPE_ATTR: &str = "deflated_sharpe";
 
 /// `ETRADING_OPTIMIZE_TEST_FAIL_ALL=1` turns every trial into a FAIL (for the test of
 /// [`FailureStreak`]: no real spec fails every trial on demand). Unset in normal use.

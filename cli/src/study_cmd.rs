@@ -255,10 +255,29 @@ fn best(args: &NameArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let Some(trial) = study.best_trial() else {
         bail!("study {:?} has no COMPLETE trial", study.name);
     };
+    // The deflated Sharpe ratio `etrading optimize` stored, if it is this trial's.
+    let deflated = study
+        .user_attr(crate::optimize_cmd::DEFLATED_SHARPE_ATTR)
+        .and_then(|v| match v {
+            JsonValue::Object(fields) => Some(fields),
+            _ => None,
+        });
+    let field = |name: &str| {
+        deflated
+            .and_then(|f| f.iter().find(|(k, _)| k == name))
+            .map(|(_, v)| match v {
+                JsonValue::Int(i) => *i as f64,
+                JsonValue::Float(x) => *x,
+                _ => f64::NAN,
+            })
+    };
+    let stored_for = field("trial");
+    let dsr = field("dsr").filter(|_| stored_for == Some(trial.number as f64));
     if args.json {
         let mut doc = trial_json(trial);
         doc["schema"] = json!("etrading.study-best/1");
         doc["study"] = json!(study.name);
+        doc["dsr"] = json!(dsr.filter(|d| d.is_finite()));
         serde_json::to_writer(&mut *out, &doc)?;
         writeln!(out)?;
         return Ok(());
@@ -276,6 +295,21 @@ fn best(args: &NameArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     }
     for (key, value) in &trial.user_attrs {
         writeln!(out, "attr     {key} = {value}")?;
+    }
+    match (dsr, stored_for) {
+        (Some(d), _) => writeln!(
+            out,
+            "dsr      {d:.3}: deflated Sharpe ratio as the best of {} trials (expected best \
+             Sharpe {:.2}), stored by etrading optimize",
+            field("trials").unwrap_or(f64::NAN),
+            field("expected_max_sharpe").unwrap_or(f64::NAN)
+        )?,
+        (None, Some(other)) => writeln!(
+            out,
+            "dsr      stored for trial {other}, which is no longer the best: \
+             `etrading optimize --resume` computes it again"
+        )?,
+        (None, None) => {}
     }
     Ok(())
 }

@@ -1193,6 +1193,20 @@ fn optimize_reports_the_deflated_sharpe_ratio_of_its_best() {
     let text = optimize(&storage, "dsr", &["--trials", "24", "--resume"], &[]);
     assert!(text.status.success(), "{}", stderr(&text));
     assert!(stdout(&text).contains("dsr      "), "{}", stdout(&text));
+    // Stored with the study: `study best` shows the same value.
+    let best = etrading(&["study", "best", "dsr", "--storage", &storage, "--json"]);
+    assert!(best.status.success(), "{}", stderr(&best));
+    let best: serde_json::Value = serde_json::from_str(&stdout(&best)).unwrap();
+    assert_eq!(best["number"], doc["best"]["number"]);
+    assert_eq!(best["dsr"].as_f64(), Some(dsr));
+    let best = etrading(&["study", "best", "dsr", "--storage", &storage]);
+    assert!(
+        stdout(&best).contains(&format!(
+            "dsr      {dsr:.3}: deflated Sharpe ratio as the best of {evaluated} trials"
+        )),
+        "{}",
+        stdout(&best)
+    );
 }
 
 #[test]

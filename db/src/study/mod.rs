@@ -34,7 +34,7 @@ pub use schema::{ALEMBIC_VERSION, LIBRARY_VERSION, SCHEMA_VERSION};
 pub use visit::{StudyHeader, StudyVisitor, TrialRow, TrialTable};
 pub use write::{
     NewTrial, OpenMode, OpenReport, StudyOptions, StudyWriter, TrialHandle, TrialOutcome,
-    TrialRecord, WriterStats,
+    TrialRecord, WriterStats, set_study_user_attr,
 };
 
 /// The study file used when no `--storage` is given.

@@ -950,3 +950,50 @@ fn abbreviate(json: &str) -> String {
         None => json.to_string(),
     }
 }
+
+/// Sets the user attribute `key` of study `name` in the file at `path` to `value`, replacing
+/// what it held: for a result computed from the finished trials, such as the best trial's
+/// deflated Sharpe ratio. One transaction; a study that does not exist is an error (nothing
+/// is created).
+pub fn set_study_user_attr(
+    path: &Path,
+    name: &str,
+    key: &str,
+    value: &JsonValue,
+) -> Result<(), StudyError> {
+    let err = sqlite_error(path);
+    let mut conn = open_for_writing(path)?;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(&err)?;
+    let study_id: Option<i64> = tx
+        .query_row(
+            "SELECT study_id FROM studies WHERE study_name = ?1",
+            [name],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(&err)?;
+    let Some(study_id) = study_id else {
+        let available: Vec<String> = tx
+            .prepare("SELECT study_name FROM studies ORDER BY study_id")
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .map_err(&err)?;
+        return Err(StudyError::NoStudy {
+            path: display(path),
+            name: name.to_string(),
+            available: available.join(", "),
+        });
+    };
+    tx.execute(
+        "DELETE FROM study_user_attributes WHERE study_id = ?1 AND key = ?2",
+        (study_id, key),
+    )
+    .map_err(&err)?;
+    tx.execute(
+        "INSERT INTO study_user_attributes (study_id, key, value_json) VALUES (?1, ?2, ?3)",
+        (study_id, key, value.dumps()),
+    )
+    .map_err(&err)?;
+    tx.commit().map_err(&err)
+}
