@@ -271,8 +271,18 @@ fn best(args: &NameArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                 _ => f64::NAN,
             })
     };
-    let stored_for = field("trial");
-    let dsr = field("dsr").filter(|_| stored_for == Some(trial.number as f64));
+    // Stored for a trial number (optimize) or a grid point (sweep --study).
+    let grid_index = match trial.system_attr("grid_index") {
+        Some(JsonValue::Int(i)) => Some(*i as f64),
+        _ => None,
+    };
+    let stored_for = field("trial").or(field("grid_index"));
+    let is_this = match (field("trial"), field("grid_index")) {
+        (Some(n), _) => n == trial.number as f64,
+        (None, Some(g)) => Some(g) == grid_index,
+        (None, None) => false,
+    };
+    let dsr = field("dsr").filter(|_| is_this);
     if args.json {
         let mut doc = trial_json(trial);
         doc["schema"] = json!("etrading.study-best/1");
@@ -300,14 +310,14 @@ fn best(args: &NameArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         (Some(d), _) => writeln!(
             out,
             "dsr      {d:.3}: deflated Sharpe ratio as the best of {} trials (expected best \
-             Sharpe {:.2}), stored by etrading optimize",
+             Sharpe {:.2}), stored by etrading optimize or sweep --study",
             field("trials").unwrap_or(f64::NAN),
             field("expected_max_sharpe").unwrap_or(f64::NAN)
         )?,
-        (None, Some(other)) => writeln!(
+        (None, Some(_)) => writeln!(
             out,
-            "dsr      stored for trial {other}, which is no longer the best: \
-             `etrading optimize --resume` computes it again"
+            "dsr      stored for another trial, which is no longer the best: a new \
+             `etrading optimize --resume` or `sweep --study` computes it again"
         )?,
         (None, None) => {}
     }

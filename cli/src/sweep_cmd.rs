@@ -449,6 +449,36 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         variance_sets: trial_sharpes.len() as u64,
         expected_max_annualised: expected_max.map(|e| e * research.bars_per_year().sqrt()),
     };
+    // The best's deflated Sharpe ratio goes with the study too (`etrading study best`),
+    // once its writer has finished.
+    drop(study);
+    if let (Some(name), Some(first)) = (&args.study, top.first())
+        && let (Some(dsr), Some(sr0)) = (first.dsr, deflation.expected_max_annualised)
+    {
+        let value = study::JsonValue::Object(vec![
+            ("dsr".to_string(), study::JsonValue::finite_or_null(dsr)),
+            (
+                "expected_max_sharpe".to_string(),
+                study::JsonValue::finite_or_null(sr0),
+            ),
+            (
+                "grid_index".to_string(),
+                study::JsonValue::Int(first.grid_index as i64),
+            ),
+            (
+                "sharpe".to_string(),
+                study::JsonValue::finite_or_null(first.full.sharpe),
+            ),
+            ("trials".to_string(), study::JsonValue::Int(trials as i64)),
+        ]);
+        let path = study::parse_storage_url(&args.storage)?;
+        study::set_study_user_attr(
+            &path,
+            name,
+            crate::optimize_cmd::DEFLATED_SHARPE_ATTR,
+            &value,
+        )?;
+    }
     let remaining = todo.len() as u64 - computed;
     let rate = computed as f64 / elapsed.max(1e-9);
     if args.json {

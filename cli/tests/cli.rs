@@ -448,6 +448,22 @@ fn sweep_writes_an_optuna_study_and_resume_stores_no_set_twice() {
     let storage = format!("sqlite:///{}", dir.path().join("s.db").display());
     let first = sweep_json(&["--study", "grid", "--storage", &storage]);
     assert_eq!(first["computed"], 10);
+    // The best set's deflated Sharpe ratio is stored with the study: `study best` shows it.
+    let best: serde_json::Value = serde_json::from_str(&stdout(&etrading(&[
+        "study",
+        "best",
+        "grid",
+        "--storage",
+        &storage,
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(
+        best["system_attrs"]["grid_index"], first["top"][0]["grid_index"],
+        "{best}"
+    );
+    assert_eq!(best["dsr"], first["top"][0]["dsr"]);
+    assert!(best["dsr"].as_f64().is_some());
     let again = sweep_json(&["--study", "grid", "--storage", &storage, "--resume"]);
     assert_eq!(again["computed"], 0, "every grid point is already a trial");
     let list = stdout(&etrading(&["study", "list", "--storage", &storage]));
