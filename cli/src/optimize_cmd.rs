@@ -506,21 +506,7 @@ fn optimize(args: &OptimizeArgs, out: &mut Vec<u8>) -> anyhow::Result<()> {
     let bars_per_year_sqrt = per_year.sqrt();
     // Stored with the study (user attribute `deflated_sharpe`), for `etrading study best`.
     if let (Some(d), Some(t)) = (deflated, best) {
-        // Keys in sorted order, as the JSON writers here and Python's json.dumps with
-        // sort_keys give them.
-        let value = JsonValue::Object(vec![
-            ("dsr".to_string(), JsonValue::finite_or_null(d.dsr)),
-            (
-                "expected_max_sharpe".to_string(),
-                JsonValue::finite_or_null(d.expected_max * bars_per_year_sqrt),
-            ),
-            (
-                "sharpe".to_string(),
-                JsonValue::finite_or_null(d.sharpe * bars_per_year_sqrt),
-            ),
-            ("trial".to_string(), JsonValue::Int(t.number)),
-            ("trials".to_string(), JsonValue::Int(d.trials as i64)),
-        ]);
+        let value = deflated_sharpe_attr(("trial", t.number), &d, bars_per_year_sqrt);
         study::set_study_user_attr(&path, &args.study, DEFLATED_SHARPE_ATTR, &value)?;
     }
     if args.json {
@@ -641,6 +627,31 @@ fn optimize(args: &OptimizeArgs, out: &mut Vec<u8>) -> anyhow::Result<()> {
 /// The study user attribute holding the best trial's deflated Sharpe ratio after a run:
 /// `{"trial", "dsr", "sharpe", "trials", "expected_max_sharpe"}` (Sharpe ratios annualised).
 pub const DEFLATED_SHARPE_ATTR: &str = "deflated_sharpe";
+
+/// The value of [`DEFLATED_SHARPE_ATTR`] for `d`, the chosen run named by `id` (`trial`
+/// number or `grid_index`), Sharpe ratios annualised by `bars_per_year_sqrt`. Keys in sorted
+/// order, as the JSON writers here and Python's json.dumps with sort_keys give them.
+pub fn deflated_sharpe_attr(
+    id: (&str, i64),
+    d: &overfit::Deflated,
+    bars_per_year_sqrt: f64,
+) -> JsonValue {
+    let mut fields = vec![
+        (id.0.to_string(), JsonValue::Int(id.1)),
+        ("dsr".to_string(), JsonValue::finite_or_null(d.dsr)),
+        (
+            "expected_max_sharpe".to_string(),
+            JsonValue::finite_or_null(d.expected_max * bars_per_year_sqrt),
+        ),
+        (
+            "sharpe".to_string(),
+            JsonValue::finite_or_null(d.sharpe * bars_per_year_sqrt),
+        ),
+        ("trials".to_string(), JsonValue::Int(d.trials as i64)),
+    ];
+    fields.sort_by(|a, b| a.0.cmp(&b.0));
+    JsonValue::Object(fields)
+}
 
 /// `ETRADING_OPTIMIZE_TEST_FAIL_ALL=1` turns every trial into a FAIL (for the test of
 /// [`FailureStreak`]: no real spec fails every trial on demand). Unset in normal use.

@@ -484,7 +484,7 @@ pub fn deflated_sharpe(
 /// annualises the Sharpe ratio (`engine::MetricsAcc::finish`).
 pub fn bars_per_year(panel: &Panel) -> f64 {
     let span = engine::span_ms(&panel.open_time, panel.interval.ms());
-    panel.n_bars() as f64 / (span as f64 / (365.25 * 86_400_000.0))
+    panel.n_bars() as f64 / (span as f64 / engine::YEAR_MS)
 }
 
 /// `MODE:WINDOWS:IS:OOS[:GAP]` or `none`.

@@ -100,7 +100,7 @@ struct Ranked {
     set: ParamSet,
     full: Metrics,
     /// Its Deflated Sharpe Ratio as the best of the sweep's trials (filled once ranked).
-    dsr: Option<f64>,
+    dsr: Option<overfit::Deflated>,
 }
 
 const BATCH_CAP: usize = 16_384;
@@ -432,7 +432,7 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         for r in &mut top {
             match research.deflated_sharpe(&r.set, trials, variance) {
                 Ok(d) => {
-                    r.dsr = Some(d.dsr);
+                    r.dsr = Some(d);
                     expected_max = Some(d.expected_max);
                 }
                 Err(e) => pb.suspend(|| {
@@ -453,24 +453,13 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     // once its writer has finished.
     drop(study);
     if let (Some(name), Some(first)) = (&args.study, top.first())
-        && let (Some(dsr), Some(sr0)) = (first.dsr, deflation.expected_max_annualised)
+        && let Some(d) = &first.dsr
     {
-        let value = study::JsonValue::Object(vec![
-            ("dsr".to_string(), study::JsonValue::finite_or_null(dsr)),
-            (
-                "expected_max_sharpe".to_string(),
-                study::JsonValue::finite_or_null(sr0),
-            ),
-            (
-                "grid_index".to_string(),
-                study::JsonValue::Int(first.grid_index as i64),
-            ),
-            (
-                "sharpe".to_string(),
-                study::JsonValue::finite_or_null(first.full.sharpe),
-            ),
-            ("trials".to_string(), study::JsonValue::Int(trials as i64)),
-        ]);
+        let value = crate::optimize_cmd::deflated_sharpe_attr(
+            ("grid_index", first.grid_index as i64),
+            d,
+            research.bars_per_year().sqrt(),
+        );
         let path = study::parse_storage_url(&args.storage)?;
         study::set_study_user_attr(
             &path,
@@ -490,7 +479,7 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                     "objective": r.score,
                     "params": names.iter().zip(&r.set.values).map(|(n, v)| (n.clone(), value_json(v))).collect::<serde_json::Map<_, _>>(),
                     "full": metric_fields(&r.full).iter().map(|(n, v)| (n.to_string(), num(*v))).collect::<serde_json::Map<_, _>>(),
-                    "dsr": r.dsr.map(num),
+                    "dsr": r.dsr.map(|d| num(d.dsr)),
                 })
             })
             .collect();
@@ -704,7 +693,8 @@ fn print_top(
             r.full.sharpe,
             r.full.n_trades,
             r.full.win_rate * 100.0,
-            r.dsr.map_or_else(|| "-".to_string(), |d| format!("{d:.3}"))
+            r.dsr
+                .map_or_else(|| "-".to_string(), |d| format!("{:.3}", d.dsr))
         )?;
     }
     Ok(())

@@ -961,30 +961,13 @@ pub fn set_study_user_attr(
     key: &str,
     value: &JsonValue,
 ) -> Result<(), StudyError> {
+    // The id as every reader finds it (its error lists the file's studies).
+    let study_id = super::StudyFile::open(path)?.study_id(name)?;
     let err = sqlite_error(path);
     let mut conn = open_for_writing(path)?;
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(&err)?;
-    let study_id: Option<i64> = tx
-        .query_row(
-            "SELECT study_id FROM studies WHERE study_name = ?1",
-            [name],
-            |row| row.get(0),
-        )
-        .optional()
-        .map_err(&err)?;
-    let Some(study_id) = study_id else {
-        let available: Vec<String> = tx
-            .prepare("SELECT study_name FROM studies ORDER BY study_id")
-            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
-            .map_err(&err)?;
-        return Err(StudyError::NoStudy {
-            path: display(path),
-            name: name.to_string(),
-            available: available.join(", "),
-        });
-    };
     tx.execute(
         "DELETE FROM study_user_attributes WHERE study_id = ?1 AND key = ?2",
         (study_id, key),

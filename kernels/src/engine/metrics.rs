@@ -2,7 +2,8 @@
 
 use super::{ExitReason, SimResult};
 
-const YEAR_MS: f64 = 365.25 * 86_400_000.0;
+/// A year of 365.25 days in ms: what `years`, CAGR and the annualised ratios count in.
+pub const YEAR_MS: f64 = 365.25 * 86_400_000.0;
 
 /// Summary numbers of one run. Ratios with no meaningful value (Sharpe of a flat curve,
 /// profit factor without a losing trade, Calmar without a drawdown) are NaN.

@@ -13,7 +13,7 @@
 mod metrics;
 mod sim;
 
-pub use metrics::{Metrics, MetricsAcc, compute_metrics, span_ms};
+pub use metrics::{Metrics, MetricsAcc, YEAR_MS, compute_metrics, span_ms};
 pub(crate) use sim::Position;
 pub use sim::Target;
 pub use sim::simulate;
